@@ -1,0 +1,229 @@
+"""CloudEvents 1.0 envelope and the five payload models (SPEC §3), one discriminated union. Pure.
+
+Strict pydantic v2 models: unknown fields are rejected, numbers are not coerced from strings,
+times must be RFC 3339 strings with a zone, NaN and Infinity are refused. Units are in names.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    model_validator,
+)
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+SOURCE_PREFIX = "//cpn/dc/"
+HUBS = ("jjj", "yrd", "gba", "cy", "nm", "gz", "gs", "nx", "none")
+MAX_DEVICES = 10_000_000
+
+Ident = Annotated[str, Field(pattern=ID_PATTERN)]
+NonNegInt = Annotated[int, Field(ge=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+Ratio = Annotated[float, Field(ge=0, le=1)]
+IntervalS = Annotated[int, Field(ge=1, le=3600)]
+Text = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def _rfc3339(value: object) -> datetime:
+    """Accept only an ISO 8601 / RFC 3339 string with a zone; never a number or a naive time."""
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        if len(value) > 40:
+            raise ValueError("time string too long")
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError(f"not an RFC 3339 time: {value!r}") from exc
+    else:
+        raise ValueError("time must be an RFC 3339 string")
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise ValueError("time has no zone")
+    return parsed
+
+
+EventTime = Annotated[datetime, BeforeValidator(_rfc3339)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+
+# --- payloads -----------------------------------------------------------------------------
+
+
+class Registration(Strict):
+    """`cpn.dc.v1`: who a data center is and where (sent at agent start, then daily)."""
+
+    dc_id: Ident
+    name: Text
+    operator: Text
+    province: Annotated[str, Field(pattern=r"^CN-[A-Z]{2}$")]
+    hub: Literal["jjj", "yrd", "gba", "cy", "nm", "gz", "gs", "nx", "none"]
+    cluster: Ident | None
+    lat: Annotated[float, Field(ge=-90, le=90)]
+    lon: Annotated[float, Field(ge=-180, le=180)]
+    racks_total: NonNegInt
+
+
+class PeakTflops(Strict):
+    """Peak dense TFLOPS per device (per core for CPUs); null where the vendor gives none."""
+
+    fp16: NonNegFloat | None = None
+    fp32: NonNegFloat | None = None
+    fp64: NonNegFloat | None = None
+
+
+class Capacity(Strict):
+    """`cpn.capacity.v1`: one pool's devices and their allocation, every `interval_s`."""
+
+    dc_id: Ident
+    pool_id: Ident
+    device_model: Ident
+    devices_total: NonNegInt
+    devices_online: NonNegInt
+    devices_allocated: NonNegInt
+    busy_ratio: Ratio | None = None
+    interval_s: IntervalS
+    peak_tflops_per_device: PeakTflops | None = None
+
+
+class SourcesKwh(Strict):
+    grid: NonNegFloat
+    green_contract: NonNegFloat
+    onsite_renewable: NonNegFloat
+
+
+class Power(Strict):
+    """`cpn.power.v1`: a DC's energy over `(time - interval_s, time]` and where it came from."""
+
+    dc_id: Ident
+    interval_s: IntervalS
+    it_energy_kwh: NonNegFloat
+    facility_energy_kwh: NonNegFloat
+    sources_kwh: SourcesKwh
+    grid_renewable_share: Ratio
+    grid_emission_g_per_kwh: NonNegFloat
+
+
+class Job(Strict):
+    """`cpn.job.v1`: job metering, cumulative totals with a rising `seq` per job."""
+
+    dc_id: Ident
+    job_id: Ident
+    tenant_id: Ident
+    pool_id: Ident
+    device_model: Ident
+    devices: NonNegInt
+    phase: Literal["start", "usage", "end"]
+    seq: NonNegInt
+    device_seconds_total: NonNegFloat
+    energy_kwh_total: NonNegFloat
+    status: Literal["succeeded", "failed", "cancelled"] | None = None
+
+    @model_validator(mode="after")
+    def _status_only_at_end(self) -> Job:
+        if self.phase == "end" and self.status is None:
+            raise ValueError("an `end` event needs a status")
+        if self.phase != "end" and self.status is not None:
+            raise ValueError("status is for `end` events only")
+        return self
+
+
+class Heartbeat(Strict):
+    """`cpn.heartbeat.v1`: the agent is alive, and how much it has not yet delivered."""
+
+    dc_id: Ident
+    agent_version: Annotated[str, Field(min_length=1, max_length=64)]
+    boot_id: Annotated[str, Field(min_length=1, max_length=128)]
+    uptime_s: NonNegFloat
+    spool_backlog_events: NonNegInt
+    spool_oldest_age_s: NonNegFloat
+
+
+# --- envelope -----------------------------------------------------------------------------
+
+
+class _Envelope(Strict):
+    specversion: Literal["1.0"]
+    id: Annotated[str, Field(min_length=1, max_length=128)]
+    source: Annotated[str, Field(pattern=r"^//cpn/dc/[a-z0-9][a-z0-9._-]{0,62}$")]
+    time: EventTime
+    datacontenttype: Literal["application/json"]
+
+    @property
+    def source_dc(self) -> str:
+        return self.source[len(SOURCE_PREFIX):]
+
+
+class RegistrationEvent(_Envelope):
+    type: Literal["cpn.dc.v1"]
+    data: Registration
+
+
+class CapacityEvent(_Envelope):
+    type: Literal["cpn.capacity.v1"]
+    data: Capacity
+
+
+class PowerEvent(_Envelope):
+    type: Literal["cpn.power.v1"]
+    data: Power
+
+
+class JobEvent(_Envelope):
+    type: Literal["cpn.job.v1"]
+    data: Job
+
+
+class HeartbeatEvent(_Envelope):
+    type: Literal["cpn.heartbeat.v1"]
+    data: Heartbeat
+
+
+Event = Annotated[
+    RegistrationEvent | CapacityEvent | PowerEvent | JobEvent | HeartbeatEvent,
+    Field(discriminator="type"),
+]
+EVENT: TypeAdapter[Event] = TypeAdapter(Event)
+
+EVENT_TYPES: dict[str, type[_Envelope]] = {
+    "cpn.dc.v1": RegistrationEvent,
+    "cpn.capacity.v1": CapacityEvent,
+    "cpn.power.v1": PowerEvent,
+    "cpn.job.v1": JobEvent,
+    "cpn.heartbeat.v1": HeartbeatEvent,
+}
+PAYLOADS: dict[str, type[Strict]] = {
+    "cpn.dc.v1": Registration,
+    "cpn.capacity.v1": Capacity,
+    "cpn.power.v1": Power,
+    "cpn.job.v1": Job,
+    "cpn.heartbeat.v1": Heartbeat,
+}
+CONTENT_TYPE = "application/cloudevents+json"
+
+
+def source_of(dc_id: str) -> str:
+    return f"{SOURCE_PREFIX}{dc_id}"
+
+
+def make_event(event_type: str, event_id: str, time: datetime, data: Strict) -> dict[str, object]:
+    """A structured-mode CloudEvent as a JSON-ready dict (what an agent serialises)."""
+    dc_id = data.dc_id  # type: ignore[attr-defined]
+    return {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": source_of(dc_id),
+        "type": event_type,
+        "time": time.isoformat().replace("+00:00", "Z"),
+        "datacontenttype": "application/json",
+        "data": data.model_dump(mode="json", exclude_none=event_type != "cpn.dc.v1"),
+    }

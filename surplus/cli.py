@@ -1,0 +1,96 @@
+"""The `surplus` console script: one click group whose subcommands load lazily (wiring only).
+
+Subcommands live in their own modules and are imported only when used, so `surplus agent` works
+with just the `agent` extra installed and `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from surplus.errors import UserError
+
+# name -> "module:attribute" of a click.Command or click.Group
+COMMANDS: dict[str, tuple[str, str]] = {
+    "agent": ("agents.cli:agent", "Run the data-center agent (collectors, publisher, disk spool)."),
+    "alerts": ("streams.alerts.cli:alerts", "Alert rules and webhook delivery (test, resend)."),
+    "db": ("surplus.db:db", "ClickHouse store: apply migrations."),
+    "demo": ("surplus.demo:demo", "The national network on one machine, ending with a report."),
+    "grafana": ("surplus.grafana:grafana", "Publish datasource, dashboards and alerts to Grafana."),
+    "kafka": ("surplus.kafka:kafka", "The local Apache Kafka broker (KRaft) for machines without a cluster."),
+    "ledger": ("streams.ledger_cli:ledger", "The accounting ledger: reconcile entries with raw job totals."),
+    "report": ("surplus.report:report", "National, hub and DC surplus, green share and top tenants."),
+    "streams": ("streams.cli:streams", "Stream workers: validate, normalise and aggregate into ClickHouse."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group that imports a subcommand's module only when that subcommand runs."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        target, help_text = COMMANDS[cmd_name]
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            missing = exc.name or module_name
+            return _unavailable(cmd_name, help_text, f"needs the Python module {missing!r}; "
+                                "install the matching extra (pip install 'surplus[streams]')")
+        command: click.Command = getattr(module, attr)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _unavailable(name: str, help_text: str, why: str) -> click.Command:
+    @click.command(name=name, help=help_text, context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def stub(args: Any) -> None:
+        raise UserError(f"surplus {name}: {why}")
+
+    return stub
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="surplus")
+def cli() -> None:
+    """Surplus: telemetry and accounting for a national computing-power network.
+
+    Configuration comes from the environment (KAFKA_BOOTSTRAP, CLICKHOUSE_URL,
+    SURPLUS_TOPIC_PREFIX, ...) and optional TOML files; see each command's --help.
+    """
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; a UserError becomes one line on stderr and a non-zero exit, never a traceback."""
+    try:
+        cli.main(args=argv, prog_name="surplus", standalone_mode=False)
+    except UserError as exc:
+        click.echo(f"surplus: error: {exc}", err=True)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("surplus: aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("surplus: interrupted", err=True)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
