@@ -15,6 +15,8 @@ from typing import Literal
 
 DEVICES_FILE = Path(__file__).with_name("devices.toml")
 PRECISIONS = ("fp16", "fp32", "fp64")
+# TOML has no null: an optional figure left out of an entry means "unknown" (None).
+OPTIONAL_FIELDS = ("fp16", "fp32", "fp64", "memory_gb", "tdp_w")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +61,7 @@ def parse_catalogue(text: str) -> Catalogue:
     raw = tomllib.loads(text)
     devices: dict[str, Device] = {}
     for entry in raw["device"]:
-        device = Device(**entry)
+        device = Device(**{**dict.fromkeys(OPTIONAL_FIELDS), **entry})
         if device.id in devices:
             raise ValueError(f"duplicate device id {device.id!r} in the catalogue")
         devices[device.id] = device
