@@ -1,0 +1,94 @@
+"""`surplus kafka up|down|status`: the local broker's commands (wiring only; I/O in localkafka)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from surplus.localkafka import DEFAULT_HOME, DEFAULT_PORT, LocalKafka
+
+HOME_OPTION = click.option(
+    "--home", type=click.Path(file_okay=False, path_type=Path), envvar="SURPLUS_KAFKA_HOME",
+    default=DEFAULT_HOME, show_default="var/kafka in the repository",
+    help="Directory holding the broker's config, data, logs and pid file "
+         "[env SURPLUS_KAFKA_HOME].")
+
+
+def _say(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _broker(home: Path, port: int = DEFAULT_PORT, controller_port: int | None = None,
+            **kwargs: Any) -> LocalKafka:
+    return LocalKafka(home, port, controller_port, progress=_say, **kwargs)
+
+
+@click.group()
+def kafka() -> None:
+    """The local Apache Kafka broker (KRaft, one node on 127.0.0.1) for machines without a cluster.
+
+    The broker runs from Apache Kafka's Maven Central jars (fetched once with mvn into
+    var/cache/kafka-jars) and needs Java 17. With a real cluster, set KAFKA_BOOTSTRAP instead.
+    """
+
+
+@kafka.command()
+@HOME_OPTION
+@click.option("--port", type=click.IntRange(1, 65535), envvar="SURPLUS_KAFKA_PORT",
+              default=DEFAULT_PORT, show_default=True,
+              help="Client (PLAINTEXT) port on 127.0.0.1 [env SURPLUS_KAFKA_PORT].")
+@click.option("--controller-port", type=click.IntRange(1, 65535),
+              envvar="SURPLUS_KAFKA_CONTROLLER_PORT",
+              help="KRaft controller port [env SURPLUS_KAFKA_CONTROLLER_PORT; default: port + 1].")
+@click.option("--heap-mb", type=click.IntRange(128), default=512, show_default=True,
+              help="Broker JVM heap size in MiB.")
+@click.option("--timeout-s", type=click.FloatRange(1), default=90.0, show_default=True,
+              help="Seconds to wait for the broker to answer.")
+def up(home: Path, port: int, controller_port: int | None, heap_mb: int,
+       timeout_s: float) -> None:
+    """Start the local broker, or do nothing if it already runs in HOME.
+
+    Progress goes to stderr; the last line on stdout is the bootstrap address
+    (e.g. 127.0.0.1:9092), so `export KAFKA_BOOTSTRAP=$(surplus kafka up)` works.
+    """
+    broker = _broker(home, port, controller_port, heap_mb=heap_mb)
+    was_running = broker.is_running()
+    address = broker.up(timeout_s=timeout_s)
+    if was_running:
+        _say(f"Kafka is already running on {address} (pid {broker.status()['pid']})")
+    click.echo(address)
+
+
+@kafka.command()
+@HOME_OPTION
+@click.option("--timeout-s", type=click.FloatRange(0), default=30.0, show_default=True,
+              help="Seconds to wait after SIGTERM before SIGKILL.")
+def down(home: Path, timeout_s: float) -> None:
+    """Stop the local broker; its data is kept for the next `up`.
+
+    Sends SIGTERM, then SIGKILL after --timeout-s. Exits 0 whether or not it was running.
+    """
+    broker = _broker(home)
+    pid = broker.status()["pid"]
+    if broker.down(timeout_s=timeout_s):
+        click.echo(f"stopped (pid {pid})")
+    else:
+        click.echo(f"not running (home {broker.home})")
+
+
+@kafka.command()
+@HOME_OPTION
+def status(home: Path) -> None:
+    """Say whether the local broker runs, with its pid and address.
+
+    Exits 0 when it is running, 3 when it is not.
+    """
+    state = _broker(home).status()
+    if state["running"]:
+        click.echo(f"running  pid {state['pid']}  {state['bootstrap']}  home {state['home']}")
+        return
+    click.echo(f"not running  home {state['home']}")
+    sys.exit(3)
