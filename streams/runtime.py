@@ -1,0 +1,102 @@
+"""Assemble and run a worker: store, topics, price book, handler, faust app. Wiring."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.catalogue import load_catalogue
+from schemas.prices import PriceBook, PriceBookError
+from schemas.topics import Topics
+from streams.app import SurplusApp, build_app
+from streams.settings import WorkerSettings
+from streams.sink import Sink
+from streams.worker import Handler
+from surplus.errors import UserError
+from surplus.kafka_admin import ensure_topics
+from surplus.store import connect, migrate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    settings: WorkerSettings
+    app: SurplusApp
+    handler: Handler
+
+
+def prepare(settings: WorkerSettings, *, migrate_store: bool = True, migrate: bool | None = None) -> Prepared:
+    """Everything a worker needs, checked up front: a bad setting or a dead service is one line."""
+    if migrate is not None:
+        migrate_store = migrate
+    try:
+        prices = PriceBook.load(settings.price_book)
+    except (PriceBookError, OSError) as exc:
+        raise UserError(f"price book: {exc}") from None
+    client, target = connect(settings.clickhouse_url)
+    if migrate_store:
+        for name in _migrate(client, target.database):
+            log.info("applied migration %s", name)
+    topics = Topics(settings.topic_prefix)
+    ensure_topics(
+        settings.kafka_bootstrap,
+        [*topics.telemetry, topics.deadletter],
+        partitions=settings.partitions,
+        replication=settings.replication_factor,
+    )
+    verifier = None
+    if settings.signing_keys is not None:
+        from streams.signing import load_verifier
+
+        verifier = load_verifier(settings.signing_keys)
+    sink = Sink(client, target.database, retries=settings.insert_retries,
+                backoff_s=settings.insert_backoff_s)
+    handler = Handler(
+        sink=sink,
+        catalogue=load_catalogue(),
+        prices=prices,
+        deadletter_topic=topics.deadletter,
+        verifier=verifier,
+        worker_id=settings.worker_id,
+        metrics_interval_s=settings.metrics_interval_s,
+        job_cache_size=settings.job_cache_size,
+    )
+    (settings.data_dir / settings.group_id).mkdir(parents=True, exist_ok=True)
+    app = build_app(settings, handler, topics.telemetry)
+
+    async def produce(topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]) -> Any:
+        return await app.producer.send(topic, key, value, None, None, headers)
+
+    handler.produce = produce
+
+    def highwater(tp: Any) -> int | None:
+        try:
+            return int(app.consumer.highwater(tp))
+        except Exception:
+            return None
+
+    handler.highwater = highwater
+
+    @app.on_partitions_revoked.connect
+    async def _revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
+        handler.forget_jobs()
+
+    if settings.alert_rules is not None:
+        from streams.alerts.wiring import attach_alerts
+
+        attach_alerts(app, handler, settings, client, target.database)
+    return Prepared(settings, app, handler)
+
+
+def _migrate(client: Any, database: str) -> list[str]:
+    return migrate(client, database)
+
+
+def start(prepared: Prepared, *, loglevel: str = "info") -> None:
+    """Run the faust worker until SIGTERM/SIGINT (blocks; exits the process at the end)."""
+    from faust.worker import Worker
+
+    worker = Worker(prepared.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()

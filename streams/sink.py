@@ -1,0 +1,127 @@
+"""The ClickHouse sink: columnar inserts of a batch's rows, with retry and back-off. I/O.
+
+The only module of the worker that talks to ClickHouse. A write either completes for every
+table or raises `SinkUnavailable` after the retry budget, and then the worker crashes without
+committing: ClickHouse being down never means skipping data.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from streams.batch import TABLES
+from streams.ledger import JobKey, JobState
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+log = logging.getLogger(__name__)
+
+
+class SinkUnavailable(RuntimeError):
+    """ClickHouse did not take a write within the retry budget (retryable by a restart)."""
+
+
+class Sink:
+    def __init__(
+        self,
+        client: Client,
+        database: str,
+        *,
+        retries: int = 5,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 8.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.client = client
+        self.database = database
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.sleep = sleep
+        self._contexts: dict[tuple[str, tuple[str, ...]], Any] = {}
+
+    def write(self, rows: Mapping[str, list[dict[str, Any]]]) -> int:
+        """Insert every table's rows (in TABLES order); return how many rows were written."""
+        written = 0
+        for table in TABLES:
+            table_rows = rows.get(table) or []
+            if table_rows:
+                self.insert(table, table_rows)
+                written += len(table_rows)
+        return written
+
+    def insert(self, table: str, rows: list[dict[str, Any]]) -> None:
+        names = tuple(rows[0])
+        columns = [[row[name] for row in rows] for name in names]
+        self._retry(lambda: self._insert_columns(table, names, columns), f"insert into {table}")
+
+    def _insert_columns(self, table: str, names: tuple[str, ...], columns: list[list[Any]]) -> None:
+        key = (table, names)
+        context = self._contexts.get(key)
+        if context is None:
+            context = self.client.create_insert_context(
+                table=f"{self.database}.{table}", column_names=list(names), column_oriented=True
+            )
+            self._contexts[key] = context
+        context.data = columns
+        self.client.insert(context=context)
+
+    def _retry(self, action: Callable[[], None], what: str) -> None:
+        delay = self.backoff_s
+        for attempt in range(self.retries + 1):
+            try:
+                action()
+                return
+            except Exception as exc:  # any driver error is retried, then escalated
+                if attempt == self.retries:
+                    raise SinkUnavailable(f"{what} failed {attempt + 1} times: {exc}") from exc
+                wait = min(self.max_backoff_s, delay) * (0.5 + random.random())
+                log.warning("%s failed (%s); retry %d in %.1f s", what, _first_line(exc), attempt + 1, wait)
+                self.sleep(wait)
+                delay *= 2
+
+    def job_states(self, keys: Iterable[JobKey]) -> dict[JobKey, JobState]:
+        """The highest-seq ledger entry of each job: the state a worker resumes from."""
+        wanted = sorted(set(keys))
+        if not wanted:
+            return {}
+        states: dict[JobKey, JobState] = {}
+        for start in range(0, len(wanted), 5000):
+            chunk = wanted[start : start + 5000]
+            # ids are validated against ^[a-z0-9][a-z0-9._-]{0,62}$: safe to inline
+            in_list = ",".join(f"('{dc}','{job}')" for dc, job in chunk)
+            sql = (
+                "SELECT dc_id, job_id, max(seq), argMax(device_seconds_total, seq), "
+                "argMax(energy_kwh_total, seq), argMax(period_end, seq) "
+                f"FROM {self.database}.ledger_entries WHERE (dc_id, job_id) IN ({in_list}) "
+                "GROUP BY dc_id, job_id"
+            )
+            result: list[Any] = []
+
+            def run(sql: str = sql) -> None:
+                result[:] = self.client.query(sql).result_rows
+
+            self._retry(run, "load job states")
+            for dc_id, job_id, seq, seconds, energy, end in result:
+                states[(dc_id, job_id)] = JobState(
+                    int(seq), Decimal(repr(seconds)), Decimal(repr(energy)), _aware(end)
+                )
+        return states
+
+
+def _aware(value: datetime) -> datetime:
+    from datetime import UTC
+
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__

@@ -1,0 +1,178 @@
+"""The worker's batch handler: decode -> normalise -> ledger -> ClickHouse and dead letters ->
+offsets to commit. Wiring between the pure core (batch, ledger) and the edges (sink, Kafka).
+
+Order of effects for one batch: dead letters are produced to the `deadletter` topic and every
+table's rows are written to ClickHouse; only then are the batch's offsets returned for commit.
+A failure anywhere raises, so nothing is committed and the batch is read again after restart;
+every row carries its identity, so reading it again changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from faust.types import TP
+
+from schemas.catalogue import Catalogue
+from schemas.decode import Verifier
+from schemas.prices import PriceBook
+from streams.batch import Batch, DeadLetter, Record, ledger_stage, process
+from streams.ledger import JobKey, JobState
+from streams.sink import Sink
+
+log = logging.getLogger(__name__)
+
+# (topic, key, value, headers) -> awaitable delivery
+Produce = Callable[[str, bytes | None, bytes, list[tuple[str, bytes]]], Awaitable[Any]]
+BatchObserver = Callable[[Batch, datetime], None]
+
+
+class Metrics:
+    """Counts since start: in, accepted by type, rejected by reason, write latency, lag."""
+
+    def __init__(self) -> None:
+        self.events_in = 0
+        self.rows_out = 0
+        self.batches = 0
+        self.accepted: Counter[str] = Counter()
+        self.rejected: Counter[str] = Counter()
+        self.write_ms_last = 0.0
+        self.write_ms_max = 0.0
+        self.lag: dict[str, int] = {}
+
+    def rows(self, worker: str, now: datetime) -> list[dict[str, Any]]:
+        out = [
+            ("events_in", "", self.events_in),
+            ("rows_out", "", self.rows_out),
+            ("batches", "", self.batches),
+            ("write_ms_last", "", self.write_ms_last),
+            ("write_ms_max", "", self.write_ms_max),
+            ("consumer_lag", "", sum(self.lag.values())),
+        ]
+        out += [("accepted", t, n) for t, n in sorted(self.accepted.items())]
+        out += [("rejected", r, n) for r, n in sorted(self.rejected.items())]
+        return [
+            {"ts": now, "worker": worker, "metric": m, "label": label, "value": float(v)}
+            for m, label, v in out
+        ]
+
+    def line(self) -> str:
+        rejected = ", ".join(f"{r}={n}" for r, n in sorted(self.rejected.items())) or "none"
+        return (
+            f"in={self.events_in} out_rows={self.rows_out} batches={self.batches} "
+            f"rejected: {rejected}; write {self.write_ms_last:.0f} ms (max {self.write_ms_max:.0f}); "
+            f"lag={sum(self.lag.values())}"
+        )
+
+
+class Handler:
+    """Turns each batch of records into durable rows, then says which offsets to commit."""
+
+    def __init__(
+        self,
+        *,
+        sink: Sink,
+        catalogue: Catalogue,
+        prices: PriceBook,
+        deadletter_topic: str,
+        produce: Produce | None = None,
+        verifier: Verifier | None = None,
+        worker_id: str = "worker",
+        metrics_interval_s: float = 10.0,
+        job_cache_size: int = 200_000,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        highwater: Callable[[TP], int | None] | None = None,
+    ) -> None:
+        self.sink = sink
+        self.catalogue = catalogue
+        self.prices = prices
+        self.deadletter_topic = deadletter_topic
+        self.produce = produce
+        self.verifier = verifier
+        self.worker_id = worker_id
+        self.metrics = Metrics()
+        self.metrics_interval_s = metrics_interval_s
+        self._metrics_at = time.monotonic()
+        self.clock = clock
+        self.highwater = highwater
+        self.job_cache_size = job_cache_size
+        self.jobs: OrderedDict[JobKey, JobState] = OrderedDict()
+        self.observers: list[BatchObserver] = []
+
+    def forget_jobs(self) -> None:
+        """Drop cached job states (after a rebalance another worker may have moved them on)."""
+        self.jobs.clear()
+
+    async def __call__(self, records: Sequence[Record]) -> dict[TP, int]:
+        now = self.clock()
+        batch = process(records, now=now, catalogue=self.catalogue, verifier=self.verifier)
+        if batch.jobs:
+            await self._ledger(batch, now)
+        if batch.dead and self.produce is not None:
+            await self._send_dead_letters(batch.dead)
+        started = time.perf_counter()
+        written = await asyncio.to_thread(self.sink.write, batch.rows)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        for observer in self.observers:
+            observer(batch, now)
+        offsets: dict[TP, int] = {}
+        for record in records:
+            tp = TP(record.topic, record.partition)
+            if record.offset + 1 > offsets.get(tp, -1):
+                offsets[tp] = record.offset + 1
+        self._count(batch, len(records), written, elapsed_ms, offsets)
+        await self._maybe_flush_metrics(now)
+        return offsets
+
+    async def _ledger(self, batch: Batch, now: datetime) -> None:
+        missing = batch.job_keys - self.jobs.keys()
+        if missing:
+            loaded = await asyncio.to_thread(self.sink.job_states, missing)
+            self.jobs.update(loaded)
+        changed = ledger_stage(batch, self.jobs, self.prices, now=now)
+        for key, state in changed.items():
+            self.jobs[key] = state
+            self.jobs.move_to_end(key)
+        while len(self.jobs) > self.job_cache_size:
+            self.jobs.popitem(last=False)
+
+    async def _send_dead_letters(self, dead: list[DeadLetter]) -> None:
+        assert self.produce is not None
+        deliveries = [
+            await self.produce(self.deadletter_topic, d.record.key, d.record.value, d.headers())
+            for d in dead
+        ]
+        await asyncio.gather(*(asyncio.ensure_future(x) for x in deliveries if x is not None))
+
+    def _count(
+        self, batch: Batch, n: int, written: int, elapsed_ms: float, offsets: dict[TP, int]
+    ) -> None:
+        m = self.metrics
+        m.events_in += n
+        m.rows_out += written
+        m.batches += 1
+        m.accepted.update(batch.accepted)
+        m.rejected.update(batch.rejected)
+        m.write_ms_last = elapsed_ms
+        m.write_ms_max = max(m.write_ms_max, elapsed_ms)
+        if self.highwater is not None:
+            for tp, next_offset in offsets.items():
+                high = self.highwater(tp)
+                if high is not None:
+                    m.lag[f"{tp.topic}/{tp.partition}"] = max(0, high - next_offset)
+
+    async def _maybe_flush_metrics(self, now: datetime, force: bool = False) -> None:
+        if not force and time.monotonic() - self._metrics_at < self.metrics_interval_s:
+            return
+        self._metrics_at = time.monotonic()
+        log.info("worker %s: %s", self.worker_id, self.metrics.line())
+        try:
+            await asyncio.to_thread(self.sink.insert, "pipeline_metrics", self.metrics.rows(self.worker_id, now))
+        except Exception as exc:  # metrics are best effort; data writes are not
+            log.warning("could not write pipeline metrics: %s", exc)

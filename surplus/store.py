@@ -1,0 +1,139 @@
+"""The ClickHouse store: one way to connect (chDB or a server) and numbered migrations. I/O.
+
+All access goes through clickhouse-connect, so `chdb:///path` (in-process, on disk) and
+`http(s)://user:pass@host:8123/cpn` (a server) run the same code. The migrations are the SQL
+files in schemas/clickhouse/, applied in order and recorded in `<db>.schema_migrations`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+from surplus.errors import UserError
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "schemas" / "clickhouse"
+_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where the store is: the DSN clickhouse-connect gets and the database name."""
+
+    dsn: str
+    database: str
+
+    @property
+    def embedded(self) -> bool:
+        return self.dsn.startswith("chdb://")
+
+
+def parse_url(url: str, database: str | None = None) -> Target:
+    """`chdb:///path[?database=x]` or `http(s)://user:pass@host:port/db` -> Target."""
+    parts = urlsplit(url)
+    if parts.scheme == "chdb":
+        db = database or parse_qs(parts.query).get("database", ["cpn"])[0]
+        dsn = f"chdb://{parts.netloc}{parts.path}"
+    elif parts.scheme in ("http", "https"):
+        db = database or parts.path.strip("/") or "cpn"
+        dsn = url.split("?", 1)[0]
+        if parts.path.strip("/"):
+            dsn = dsn[: dsn.rindex("/")]
+    else:
+        raise UserError(
+            f"CLICKHOUSE_URL {redact(url)!r}: use chdb:///path or http(s)://user:pass@host:8123/db"
+        )
+    if not DB_NAME.match(db):
+        raise UserError(f"database name {db!r} is not a plain identifier")
+    return Target(dsn=dsn, database=db)
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url
+
+
+def connect(url: str, database: str | None = None) -> tuple[Client, Target]:
+    """A clickhouse-connect client; one clear UserError when the store cannot be reached."""
+    import clickhouse_connect
+    from clickhouse_connect.driver.exceptions import ClickHouseError
+
+    target = parse_url(url, database)
+    if target.embedded:
+        Path(target.dsn[len("chdb://"):]).mkdir(parents=True, exist_ok=True)
+    try:
+        client = clickhouse_connect.get_client(dsn=target.dsn)
+    except (ClickHouseError, OSError) as exc:
+        text = str(exc)
+        if target.embedded and ("lock" in text.lower() or "already" in text.lower()):
+            raise UserError(
+                f"the embedded store {target.dsn} is in use by another process "
+                "(a running worker or demo?); stop it, or query through it"
+            ) from None
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        raise UserError(f"cannot reach ClickHouse at {redact(target.dsn)}: {first}") from None
+    return client, target
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(number, name, sql) of every migration file, in order; numbers must be unique."""
+    found: list[tuple[int, str, str]] = []
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        match = _NAME.match(path.name)
+        if not match:
+            raise RuntimeError(f"migration file {path.name} is not named NNN_what.sql")
+        found.append((int(match.group(1)), match.group(2), path.read_text(encoding="utf-8")))
+    numbers = [n for n, _, _ in found]
+    if len(set(numbers)) != len(numbers):
+        raise RuntimeError("two migrations share a number")
+    return found
+
+
+def statements(sql: str, database: str) -> list[str]:
+    """Split a migration into statements, with `{db}` replaced by the database name."""
+    lines = [ln for ln in sql.splitlines() if not ln.strip().startswith("--")]
+    text = "\n".join(lines).replace("{db}", database)
+    return [s.strip() for s in text.split(";") if s.strip()]
+
+
+def applied(client: Client, database: str) -> set[int]:
+    client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+    client.command(
+        f"CREATE TABLE IF NOT EXISTS {database}.schema_migrations "
+        "(version UInt32, name String, applied_at DateTime64(3, 'UTC')) "
+        "ENGINE = ReplacingMergeTree ORDER BY version"
+    )
+    rows = client.query(f"SELECT version FROM {database}.schema_migrations FINAL").result_rows
+    return {int(r[0]) for r in rows}
+
+
+def migrate(client: Client, database: str) -> list[str]:
+    """Apply the migrations not yet applied, in order; return their names (empty: nothing to do)."""
+    done = applied(client, database)
+    names: list[str] = []
+    for number, name, sql in migrations():
+        if number in done:
+            continue
+        for statement in statements(sql, database):
+            client.command(statement)
+        client.command(
+            f"INSERT INTO {database}.schema_migrations (version, name, applied_at) "
+            f"VALUES ({number}, '{name}', now64(3))"
+        )
+        names.append(f"{number:03d}_{name}")
+    return names
+
+
+def query_dicts(client: Client, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    result = client.query(sql, parameters=parameters)
+    return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
