@@ -1,0 +1,137 @@
+"""Service fixtures: one Kafka broker and one ClickHouse per test session, isolated per test.
+
+Order (STYLE §6): endpoints from TEST_KAFKA_BOOTSTRAP / TEST_CLICKHOUSE_URL; testcontainers
+when a Docker engine answers; else the local Kafka broker (the same code as `surplus kafka up`,
+on free ports in a temporary directory) and chDB. Each test gets its own topic prefix and
+database. Under CI=true a service that cannot be had fails the test; it never skips.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _unavailable(why: str) -> None:
+    if IN_CI:
+        pytest.fail(f"service unavailable under CI=true: {why}", pytrace=False)
+    pytest.skip(why)
+
+
+def _docker_answers() -> bool:
+    if not (Path("/var/run/docker.sock").exists() or os.environ.get("DOCKER_HOST")):
+        return False
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Kafka bootstrap address shared by the whole session."""
+    if os.environ.get("TEST_KAFKA_BOOTSTRAP"):
+        yield os.environ["TEST_KAFKA_BOOTSTRAP"]
+        return
+    if _docker_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer().with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    from surplus.errors import UserError
+    from surplus.localkafka import LocalKafka, free_port
+
+    home = tmp_path_factory.mktemp("kafka")
+    broker = LocalKafka(home, port=free_port(), controller_port=free_port(), heap_mb=768,
+                        progress=lambda _msg: None)
+    try:
+        bootstrap = broker.up(timeout_s=120)
+    except UserError as exc:
+        _unavailable(f"local Kafka broker did not start: {exc}")
+        return
+    try:
+        yield bootstrap
+    finally:
+        broker.down(timeout_s=15)
+
+
+@dataclass
+class Store:
+    """A ClickHouse store for one test: url, database and an open client."""
+
+    url: str
+    database: str
+    client: Any
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return list(self.client.query(sql.replace("{db}", self.database)).result_rows)
+
+    def dicts(self, sql: str) -> list[dict[str, Any]]:
+        result = self.client.query(sql.replace("{db}", self.database))
+        return [dict(zip(result.column_names, r, strict=True)) for r in result.result_rows]
+
+
+@pytest.fixture(scope="session")
+def clickhouse_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if os.environ.get("TEST_CLICKHOUSE_URL"):
+        yield os.environ["TEST_CLICKHOUSE_URL"]
+        return
+    if _docker_answers():
+        from testcontainers.clickhouse import ClickHouseContainer
+
+        with ClickHouseContainer() as container:
+            host = container.get_container_host_ip()
+            port = container.get_exposed_port(8123)
+            yield f"http://{container.username}:{container.password}@{host}:{port}/default"
+        return
+    yield f"chdb://{tmp_path_factory.mktemp('chdb')}"
+
+
+@pytest.fixture(scope="session")
+def clickhouse_client(clickhouse_url: str) -> Any:
+    from surplus.errors import UserError
+    from surplus.store import connect
+
+    try:
+        client, _ = connect(clickhouse_url)
+    except UserError as exc:
+        _unavailable(f"ClickHouse unavailable: {exc}")
+    return client
+
+
+@pytest.fixture
+def store(clickhouse_url: str, clickhouse_client: Any) -> Iterator[Store]:
+    """A freshly migrated database of its own, dropped after the test."""
+    from surplus.store import migrate
+
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    migrate(clickhouse_client, database)
+    yield Store(url=_with_database(clickhouse_url, database), database=database, client=clickhouse_client)
+    with contextlib.suppress(Exception):
+        clickhouse_client.command(f"DROP DATABASE IF EXISTS {database}")
+
+
+def _with_database(url: str, database: str) -> str:
+    if url.startswith("chdb://"):
+        return f"{url.split('?')[0]}?database={database}"
+    base = url.rsplit("/", 1)[0] if url.count("/") > 2 else url
+    return f"{base}/{database}"
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A topic prefix no other test uses."""
+    return f"t{uuid.uuid4().hex[:10]}."
