@@ -44,7 +44,7 @@ def decode(
     raw: bytes,
     *,
     now: datetime,
-    key: bytes | str | None | _Unchecked = UNCHECKED,
+    key: bytes | str | _Unchecked | None = UNCHECKED,
     headers: Mapping[str, bytes] | None = None,
     verifier: Verifier | None = None,
     catalogue: Catalogue | None = None,
@@ -106,7 +106,7 @@ def _no_constant(name: str) -> object:
     raise ValueError(f"{name} is not JSON")
 
 
-def inconsistency(event: Event, key: bytes | str | None | _Unchecked = UNCHECKED) -> str | None:
+def inconsistency(event: Event, key: bytes | str | _Unchecked | None = UNCHECKED) -> str | None:
     """The first cross-field rule the event breaks, or None."""
     data = event.data
     if event.source_dc != data.dc_id:

@@ -64,5 +64,9 @@ class WorkerSettings(BaseSettings):
         None, description="key registry TOML; when set, unsigned or badly signed events are rejected"
     )
     alert_rules: Path | None = Field(None, description="alert rules TOML (none: no alerts)")
-    data_dir: Path = Field(default_factory=lambda: var_dir() / "faust", description="faust's local state directory")
-    job_cache_size: int = Field(200_000, ge=1000, description="jobs whose ledger state stays in memory")
+    data_dir: Path = Field(
+        default_factory=lambda: var_dir() / "faust", description="faust's local state directory"
+    )
+    job_cache_size: int = Field(
+        200_000, ge=1000, description="jobs whose ledger state stays in memory"
+    )

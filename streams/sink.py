@@ -87,6 +87,15 @@ class Sink:
                 self.sleep(wait)
                 delay *= 2
 
+    def _query(self, sql: str, what: str) -> list[Any]:
+        result: list[Any] = []
+
+        def run() -> None:
+            result[:] = self.client.query(sql).result_rows
+
+        self._retry(run, what)
+        return result
+
     def job_states(self, keys: Iterable[JobKey]) -> dict[JobKey, JobState]:
         """The highest-seq ledger entry of each job: the state a worker resumes from."""
         wanted = sorted(set(keys))
@@ -103,13 +112,7 @@ class Sink:
                 f"FROM {self.database}.ledger_entries WHERE (dc_id, job_id) IN ({in_list}) "
                 "GROUP BY dc_id, job_id"
             )
-            result: list[Any] = []
-
-            def run(sql: str = sql) -> None:
-                result[:] = self.client.query(sql).result_rows
-
-            self._retry(run, "load job states")
-            for dc_id, job_id, seq, seconds, energy, end in result:
+            for dc_id, job_id, seq, seconds, energy, end in self._query(sql, "load job states"):
                 states[(dc_id, job_id)] = JobState(
                     int(seq), Decimal(repr(seconds)), Decimal(repr(energy)), _aware(end)
                 )

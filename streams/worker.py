@@ -173,6 +173,7 @@ class Handler:
         self._metrics_at = time.monotonic()
         log.info("worker %s: %s", self.worker_id, self.metrics.line())
         try:
-            await asyncio.to_thread(self.sink.insert, "pipeline_metrics", self.metrics.rows(self.worker_id, now))
+            rows = self.metrics.rows(self.worker_id, now)
+            await asyncio.to_thread(self.sink.insert, "pipeline_metrics", rows)
         except Exception as exc:  # metrics are best effort; data writes are not
             log.warning("could not write pipeline metrics: %s", exc)
