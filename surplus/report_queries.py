@@ -1,0 +1,315 @@
+"""The SQL reads behind `surplus report`, on the analyst relations of SPEC §5. I/O (ClickHouse).
+
+Each function takes a client, the database name (a plain identifier, checked by
+`surplus.store.parse_url`) and a `Scope`; it returns plain rows (dicts) with times made
+timezone-aware UTC. Values are bound as query parameters, never pasted into the SQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+SURPLUS_COLUMNS = (
+    "idle_pflops_fp16, idle_pflops_fp32, idle_pflops_fp64, online_pflops_fp16, "
+    "idle_devices, online_devices, allocated_devices, pools_reporting, pools_stale"
+)
+# tables whose rows carry an event `time` and a `dc_id`: when a DC last spoke
+EVENT_TABLES = ("capacity_samples", "power_samples", "job_events", "heartbeats", "registrations")
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What a report covers: the snapshot minute, the period, and the hub / DC restriction.
+
+    `start`/`end` bound the period (None: unbounded); `days` is the same period as
+    Asia/Shanghai dates for the daily tenant table (None: unbounded).
+    """
+
+    ts: datetime | None
+    start: datetime | None = None
+    end: datetime | None = None
+    days: tuple[date, date] | None = None
+    hub: str | None = None
+    dc: str | None = None
+
+
+def _rows(client: Client, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    result = client.query(sql, parameters=params or {})
+    return [
+        {name: _utc(value) for name, value in zip(result.column_names, row, strict=True)}
+        for row in result.result_rows
+    ]
+
+
+def _utc(value: Any) -> Any:
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _where(conditions: list[str]) -> str:
+    return f"WHERE {' AND '.join(conditions)}" if conditions else ""
+
+
+def _period(scope: Scope, column: str, params: dict[str, Any]) -> list[str]:
+    conditions = []
+    if scope.start is not None:
+        conditions.append(f"{column} > {{start:DateTime('UTC')}}")
+        params["start"] = scope.start
+    if scope.end is not None:
+        conditions.append(f"{column} <= {{end:DateTime('UTC')}}")
+        params["end"] = scope.end
+    return conditions
+
+
+def _place(scope: Scope, params: dict[str, Any], *, hub: str = "hub", dc: str | None = "dc_id") -> list[str]:
+    conditions = []
+    if scope.hub is not None:
+        conditions.append(f"{hub} = {{hub:String}}")
+        params["hub"] = scope.hub
+    if scope.dc is not None and dc is not None:
+        conditions.append(f"{dc} = {{dc:String}}")
+        params["dc"] = scope.dc
+    return conditions
+
+
+# --- the store and its time -----------------------------------------------------------------
+
+
+def relations(client: Client, database: str) -> set[str]:
+    """The tables and views of the database (empty when it does not exist)."""
+    rows = _rows(client, "SELECT name FROM system.tables WHERE database = {db:String}", {"db": database})
+    return {r["name"] for r in rows}
+
+
+def has_data(client: Client, database: str) -> bool:
+    """Whether any capacity, power or ledger row has been written."""
+    sql = " UNION ALL ".join(
+        f"SELECT 1 FROM {database}.{table} LIMIT 1"
+        for table in ("capacity_samples", "power_samples", "ledger_entries")
+    )
+    return bool(client.query(sql).result_rows)
+
+
+def snapshot_minute(client: Client, database: str, at: datetime | None) -> datetime | None:
+    """The latest `ts` of the national snapshot (at or before `at`); None when there is none."""
+    params: dict[str, Any] = {}
+    condition = ""
+    if at is not None:
+        condition = "WHERE ts <= {at:DateTime('UTC')}"
+        params["at"] = at
+    rows = _rows(
+        client,
+        f"SELECT ts FROM {database}.national_surplus_minute {condition} ORDER BY ts DESC LIMIT 1",
+        params,
+    )
+    return rows[0]["ts"] if rows else None
+
+
+def data_time(client: Client, database: str) -> datetime | None:
+    """The latest event time in the store: "now" for data with a simulated clock."""
+    sql = " UNION ALL ".join(
+        f"SELECT max(time) AS t FROM {database}.{table} HAVING count() > 0" for table in EVENT_TABLES
+    )
+    rows = _rows(client, f"SELECT max(t) AS t, count() AS n FROM ({sql})")
+    return rows[0]["t"] if rows and rows[0]["n"] else None
+
+
+def dc_hub(client: Client, database: str, dc_id: str) -> str | None:
+    """The hub of a DC ('none' when it never registered); None when the store never saw it."""
+    seen = " UNION ALL ".join(
+        f"SELECT 1 FROM {database}.{table} WHERE dc_id = {{dc:String}} LIMIT 1"
+        for table in EVENT_TABLES
+    )
+    if not client.query(seen, parameters={"dc": dc_id}).result_rows:
+        return None
+    rows = _rows(client, f"SELECT hub FROM {database}.datacenters WHERE dc_id = {{dc:String}}",
+                 {"dc": dc_id})
+    hub = rows[0]["hub"] if rows else ""
+    return str(hub) if hub else "none"
+
+
+# --- surplus --------------------------------------------------------------------------------
+
+
+def national_at(client: Client, database: str, scope: Scope) -> dict[str, Any] | None:
+    rows = _rows(
+        client,
+        f"SELECT ts, {SURPLUS_COLUMNS} FROM {database}.national_surplus_minute "
+        "WHERE ts = {ts:DateTime('UTC')}",
+        {"ts": scope.ts},
+    )
+    return rows[0] if rows else None
+
+
+def national_range(client: Client, database: str, scope: Scope) -> dict[str, Any]:
+    """min / max of the national idle PFLOPS over the period (up to the snapshot minute)."""
+    params: dict[str, Any] = {"ts": scope.ts}
+    conditions = ["ts <= {ts:DateTime('UTC')}", *_period(scope, "ts", params)]
+    sql = (
+        "SELECT min(ts) AS first_ts, max(ts) AS last_ts, count() AS minutes, "
+        + ", ".join(
+            f"min(idle_pflops_{p}) AS min_{p}, max(idle_pflops_{p}) AS max_{p}"
+            for p in ("fp16", "fp32", "fp64")
+        )
+        + f" FROM {database}.national_surplus_minute {_where(conditions)}"
+    )
+    return _rows(client, sql, params)[0]
+
+
+def national_series(client: Client, database: str, scope: Scope) -> list[dict[str, Any]]:
+    """The national idle PFLOPS per minute over the period, in time order."""
+    params: dict[str, Any] = {}
+    conditions = _period(scope, "ts", params)
+    return _rows(
+        client,
+        "SELECT ts, idle_pflops_fp16, idle_pflops_fp32, idle_pflops_fp64 "
+        f"FROM {database}.national_surplus_minute {_where(conditions)} ORDER BY ts",
+        params,
+    )
+
+
+def hubs_at(client: Client, database: str, scope: Scope) -> list[dict[str, Any]]:
+    params: dict[str, Any] = {"ts": scope.ts}
+    conditions = ["ts = {ts:DateTime('UTC')}", *_place(scope, params, dc=None)]
+    return _rows(
+        client,
+        f"SELECT hub, {SURPLUS_COLUMNS} FROM {database}.hub_surplus_minute {_where(conditions)}",
+        params,
+    )
+
+
+def dcs_at(client: Client, database: str, scope: Scope, limit: int) -> list[dict[str, Any]]:
+    """The DCs with the most idle FP16 PFLOPS at the snapshot minute."""
+    params: dict[str, Any] = {"ts": scope.ts, "limit": limit}
+    conditions = ["ts = {ts:DateTime('UTC')}", *_place(scope, params)]
+    return _rows(
+        client,
+        f"SELECT dc_id, hub, province, {SURPLUS_COLUMNS} FROM {database}.dc_surplus_minute "
+        f"{_where(conditions)} ORDER BY idle_pflops_fp16 DESC, dc_id LIMIT {{limit:UInt32}}",
+        params,
+    )
+
+
+def stale_pools_at(client: Client, database: str, scope: Scope) -> list[dict[str, Any]]:
+    """Per DC with at least one stale pool at the snapshot minute: its pool counts."""
+    params: dict[str, Any] = {"ts": scope.ts}
+    conditions = ["ts = {ts:DateTime('UTC')}", *_place(scope, params)]
+    return _rows(
+        client,
+        "SELECT dc_id, hub, province, toUInt64(sum(reporting)) AS pools_reporting, "
+        "toUInt64(count() - sum(reporting)) AS pools_stale "
+        f"FROM {database}.pool_minute_state {_where(conditions)} "
+        "GROUP BY dc_id, hub, province HAVING pools_stale > 0",
+        params,
+    )
+
+
+def last_seen(client: Client, database: str, until: datetime) -> list[dict[str, Any]]:
+    """Per DC, its latest event at or before `until` and its latest spool backlog (as of then).
+
+    Like `agent_freshness`, but measured against the data's own clock instead of the wall clock.
+    """
+    union = " UNION ALL ".join(
+        f"SELECT dc_id, max(time) AS t, toUInt64(0) AS backlog, toDateTime64(0, 3, 'UTC') AS bt "
+        f"FROM {database}.{table} WHERE time <= {{until:DateTime64(3, 'UTC')}} GROUP BY dc_id"
+        for table in EVENT_TABLES if table != "heartbeats"
+    )
+    union += (
+        " UNION ALL SELECT dc_id, max(time), argMax(spool_backlog_events, time), max(time) "
+        f"FROM {database}.heartbeats WHERE time <= {{until:DateTime64(3, 'UTC')}} GROUP BY dc_id"
+    )
+    return _rows(
+        client,
+        "SELECT u.dc_id AS dc_id, max(u.t) AS last_seen, argMax(u.backlog, u.bt) AS spool_backlog_events, "
+        "if(any(d.hub) = '', 'none', any(d.hub)) AS hub, any(d.province) AS province "
+        f"FROM ({union}) AS u LEFT JOIN {database}.datacenters AS d ON d.dc_id = u.dc_id "
+        "GROUP BY u.dc_id",
+        {"until": until},
+    )
+
+
+def dc_names(client: Client, database: str) -> dict[str, str]:
+    return {r["dc_id"]: r["name"] for r in _rows(client, f"SELECT dc_id, name FROM {database}.datacenters")}
+
+
+# --- energy, money, dead letters ------------------------------------------------------------
+
+
+def green_by_hub(client: Client, database: str, scope: Scope) -> list[dict[str, Any]]:
+    """Energy sums per hub over the period (ratios are taken from the sums by the caller)."""
+    params: dict[str, Any] = {}
+    conditions = [*_period(scope, "hour", params), *_place(scope, params, dc=None)]
+    return _rows(
+        client,
+        "SELECT hub, sum(facility_kwh) AS facility_kwh, sum(it_kwh) AS it_kwh, "
+        "sum(green_kwh) AS green_kwh, sum(carbon_kg) AS carbon_kg "
+        f"FROM {database}.hub_green_hourly {_where(conditions)} GROUP BY hub",
+        params,
+    )
+
+
+def green_national(client: Client, database: str, scope: Scope) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    conditions = _period(scope, "hour", params)
+    return _rows(
+        client,
+        "SELECT sum(facility_kwh) AS facility_kwh, sum(it_kwh) AS it_kwh, "
+        "sum(green_kwh) AS green_kwh, sum(carbon_kg) AS carbon_kg "
+        f"FROM {database}.national_green_hourly {_where(conditions)}",
+        params,
+    )[0]
+
+
+def green_series(client: Client, database: str, scope: Scope) -> list[dict[str, Any]]:
+    """Hourly green share per hub over the period, in time order."""
+    params: dict[str, Any] = {}
+    conditions = [*_period(scope, "hour", params), *_place(scope, params, dc=None)]
+    return _rows(
+        client,
+        "SELECT hour, hub, green_share FROM "
+        f"{database}.hub_green_hourly {_where(conditions)} ORDER BY hub, hour",
+        params,
+    )
+
+
+def tenants(client: Client, database: str, scope: Scope, limit: int | None) -> list[dict[str, Any]]:
+    """Usage and amounts per tenant over the period's days, the largest amounts first."""
+    params: dict[str, Any] = {}
+    conditions = []
+    if scope.days is not None:
+        conditions.append("u.day >= {day0:Date} AND u.day <= {day1:Date}")
+        params["day0"], params["day1"] = scope.days
+    conditions += _place(scope, params, hub="if(d.hub = '', 'none', d.hub)", dc="u.dc_id")
+    limit_sql = ""
+    if limit is not None:
+        limit_sql = "LIMIT {limit:UInt32}"
+        params["limit"] = limit
+    rows = _rows(
+        client,
+        "SELECT u.tenant_id AS tenant_id, sum(u.device_hours) AS device_hours, "
+        "sum(u.energy_kwh) AS energy_kwh, sum(u.amount_cny) AS amount_cny, "
+        "uniqExact(u.dc_id) AS dcs "
+        f"FROM {database}.tenant_usage_daily AS u "
+        f"LEFT JOIN {database}.datacenters AS d ON d.dc_id = u.dc_id {_where(conditions)} "
+        f"GROUP BY u.tenant_id ORDER BY amount_cny DESC, tenant_id {limit_sql}",
+        params,
+    )
+    for row in rows:
+        row["amount_cny"] = Decimal(row["amount_cny"])
+    return rows
+
+
+def deadletters(client: Client, database: str) -> list[dict[str, Any]]:
+    """Rejected messages by reason (all of them: `received_at` is the receiver's clock)."""
+    return _rows(
+        client,
+        f"SELECT reason, count() AS count FROM {database}.deadletter FINAL "
+        "GROUP BY reason ORDER BY count DESC, reason",
+    )
