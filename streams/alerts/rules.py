@@ -1,0 +1,195 @@
+"""Each rule kind read against the live state: one Observation per subject it has data for. Pure.
+
+`now` is the stream's clock (event time); the dead-letter rule alone counts on the wall clock,
+because a rejected record may have no readable event time. A subject with no data yields no
+observation, so an alert loaded after a restart keeps its state until data says otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+from streams.alerts.config import (
+    DcSilent,
+    DeadletterRateAbove,
+    GreenShareBelow,
+    PueAbove,
+    RuleBase,
+    RulesFile,
+    SurplusAbove,
+    SurplusBelow,
+    UnpricedUsage,
+)
+from streams.alerts.live import HOUR, LiveState, hour_of
+from streams.alerts.model import Observation
+from streams.alerts.targets import GREEN_SHARE_TARGET, pue_target
+
+# (subject, scope labels, annotations, active)
+Finding = tuple[str, dict[str, str], dict[str, str], bool]
+PRECISION_INDEX = {"fp16": 0, "fp32": 1, "fp64": 2}
+
+
+def iso(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def observe_all(rules: RulesFile, live: LiveState, now: datetime, wall: datetime) -> list[Observation]:
+    """Every rule's observations at stream time `now` (and wall time `wall`)."""
+    out: list[Observation] = []
+    for rule in rules.rule:
+        receivers = rules.receivers_of(rule)
+        pending_s = 0.0 if isinstance(rule, DcSilent) else rule.for_s
+        for subject, scope, notes, active in findings(rule, live, now, wall):
+            labels = {**rule.labels, "alertname": rule.alertname, "severity": rule.severity, **scope}
+            out.append(
+                Observation(
+                    rule_id=rule.id,
+                    subject=subject,
+                    labels=labels,
+                    annotations={**notes, **rule.annotations},
+                    active=active,
+                    for_s=pending_s,
+                    keep_firing_for_s=rule.keep_firing_for_s,
+                    receivers=receivers,
+                )
+            )
+    return out
+
+
+def findings(rule: RuleBase, live: LiveState, now: datetime, wall: datetime) -> Iterator[Finding]:
+    if isinstance(rule, DcSilent):
+        yield from dc_silent(rule, live, now)
+    elif isinstance(rule, GreenShareBelow | PueAbove):
+        yield from hourly_energy(rule, live, now)
+    elif isinstance(rule, SurplusAbove | SurplusBelow):
+        yield from surplus(rule, live, now)
+    elif isinstance(rule, DeadletterRateAbove):
+        yield from deadletter_rate(rule, live, wall)
+    elif isinstance(rule, UnpricedUsage):
+        yield from unpriced(rule, live, now)
+
+
+def dc_silent(rule: DcSilent, live: LiveState, now: datetime) -> Iterator[Finding]:
+    for dc_id, seen in live.last_seen.items():
+        hub = live.hub(dc_id)
+        silent_s = (now - seen).total_seconds()
+        yield (
+            f"dc={dc_id}",
+            {"dc_id": dc_id, "hub": hub},
+            {
+                "summary": f"DC {dc_id} silent since {iso(seen)}",
+                "description": f"No event from data center {dc_id} (hub {hub}) since {iso(seen)} "
+                f"(event time); the rule fires after {rule.for_s:.0f} s of silence.",
+            },
+            silent_s >= rule.for_s,
+        )
+
+
+def hourly_energy(rule: GreenShareBelow | PueAbove, live: LiveState, now: datetime) -> Iterator[Finding]:
+    """The latest hour closed `settle_s` ago, summed per DC or hub: energy-weighted ratios."""
+    hour = hour_of(now - timedelta(seconds=rule.settle_s)) - HOUR
+    sums: dict[tuple[str, str], list[float]] = {}
+    for dc_id, (facility, it, green) in live.energy_by(hour).items():
+        hub = live.hub(dc_id)
+        key = (dc_id, hub) if rule.scope == "dc" else ("", hub)
+        acc = sums.setdefault(key, [0.0, 0.0, 0.0])
+        acc[0] += facility
+        acc[1] += it
+        acc[2] += green
+    for (dc_id, hub), (facility, it, green) in sorted(sums.items()):
+        scope = {"dc_id": dc_id, "hub": hub} if dc_id else {"hub": hub}
+        subject = f"dc={dc_id}" if dc_id else f"hub={hub}"
+        who = f"DC {dc_id}" if dc_id else f"hub {hub}"
+        if isinstance(rule, GreenShareBelow):
+            if facility <= 0:
+                continue
+            share, target = green / facility, rule.threshold
+            target = GREEN_SHARE_TARGET if target is None else target
+            text = f"Green share of {who} was {share:.1%} in the hour from {iso(hour)} " \
+                f"(target {target:.0%})"
+            notes = {"summary": text, "description": _energy(facility, it, green)}
+            yield subject, scope, notes, share < target
+        else:
+            if it <= 0:
+                continue
+            pue, limit = facility / it, rule.threshold
+            limit = pue_target(hub) if limit is None else limit
+            text = f"PUE of {who} was {pue:.3f} in the hour from {iso(hour)} (target {limit:.2f})"
+            notes = {"summary": text, "description": _energy(facility, it, green)}
+            yield subject, scope, notes, pue > limit
+
+
+def _energy(facility: float, it: float, green: float) -> str:
+    return f"facility {facility:.1f} kWh, IT {it:.1f} kWh, green {green:.1f} kWh (sums over the hour)"
+
+
+def surplus(rule: SurplusAbove | SurplusBelow, live: LiveState, now: datetime) -> Iterator[Finding]:
+    """Idle PFLOPS of the pools whose latest sample is in (now - 3*interval_s, now]."""
+    index = PRECISION_INDEX[rule.precision]
+    totals: dict[str, float] = {}
+    for (dc_id, _pool), sample in live.pools.items():
+        age_s = (now - sample.time).total_seconds()
+        if not 0 <= age_s < 3 * sample.interval_s:
+            continue
+        key = live.hub(dc_id) if rule.scope == "hub" else ""
+        if rule.hub is not None and key != rule.hub:
+            continue
+        totals[key] = totals.get(key, 0.0) + sample.idle_pflops[index]
+    above = isinstance(rule, SurplusAbove)
+    for key, value in sorted(totals.items()):
+        where = f"hub {key}" if key else "national"
+        word = "above" if above else "below"
+        active = value > rule.threshold_pflops if above else value < rule.threshold_pflops
+        yield (
+            f"hub={key}" if key else "national",
+            {"hub": key} if key else {"scope": "national"},
+            {
+                "summary": f"Idle capacity ({where}) {word} {rule.threshold_pflops:g} PFLOPS "
+                f"{rule.precision}",
+                "description": f"Idle {rule.precision} capacity ({where}) is {value:.3f} PFLOPS at "
+                f"{iso(now)}; threshold {rule.threshold_pflops:g} PFLOPS.",
+            },
+            active,
+        )
+
+
+def deadletter_rate(rule: DeadletterRateAbove, live: LiveState, wall: datetime) -> Iterator[Finding]:
+    """Rejects in the last `window_s` of wall time, per minute and as a share of all events."""
+    start = wall - timedelta(seconds=rule.window_s)
+    rejected = sum(c[0] for m, c in live.minutes.items() if m > start)
+    accepted = sum(c[1] for m, c in live.minutes.items() if m > start)
+    per_minute = rejected / (rule.window_s / 60)
+    total = rejected + accepted
+    share = rejected / total if total >= rule.min_events else None
+    active = (rule.per_minute is not None and per_minute > rule.per_minute) or (
+        rule.share is not None and share is not None and share > rule.share
+    )
+    full_window = (wall - live.started_at).total_seconds() >= rule.window_s
+    if not (active or full_window):
+        return  # too little history to say the rate is fine
+    share_text = f"{share:.1%}" if share is not None else "n/a"
+    yield (
+        "pipeline",
+        {},
+        {
+            "summary": f"Dead-letter rate {per_minute:.1f}/min, share {share_text}",
+            "description": f"{rejected} of {total} events were rejected in the last "
+            f"{rule.window_s / 60:.0f} min; see cpn.deadletter for reasons.",
+        },
+        active,
+    )
+
+
+def unpriced(rule: UnpricedUsage, live: LiveState, now: datetime) -> Iterator[Finding]:
+    for (dc_id, model), last in sorted(live.unpriced.items()):
+        yield (
+            f"dc={dc_id}/model={model}",
+            {"dc_id": dc_id, "hub": live.hub(dc_id), "device_model": model},
+            {
+                "summary": f"Unpriced usage of {model} at DC {dc_id}",
+                "description": f"Jobs on {model} at {dc_id} are metered with amount_cny 0: the "
+                f"price book has no price for it (last seen {iso(last)}).",
+            },
+            (now - last).total_seconds() < rule.clear_after_s,
+        )
