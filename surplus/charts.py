@@ -6,6 +6,7 @@ pixel size: the figure is `width_px / DPI` by `height_px / DPI` inches, saved at
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -25,9 +26,12 @@ def _figure(width_px: int, height_px: int) -> Any:
     return figure
 
 
-def _save(figure: Any, path: Path, width_px: int, height_px: int) -> Path:
+def _save(figure: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=DPI, format="png")
+    with warnings.catch_warnings():
+        # a small canvas may leave constrained layout no room: draw it anyway, at the size asked
+        warnings.filterwarnings("ignore", message="constrained_layout not applied")
+        figure.savefig(path, dpi=DPI, format="png")
     return path
 
 
@@ -54,7 +58,7 @@ def national_surplus_png(
     figure.suptitle("National idle compute (surplus), PFLOPS", fontsize=10)
     if not series:
         axes[0].text(0.5, 0.5, "no data", transform=axes[0].transAxes, ha="center")
-    return _save(figure, path, width_px, height_px)
+    return _save(figure, path)
 
 
 def green_share_png(
@@ -92,4 +96,4 @@ def green_share_png(
     ax.set_title("Green-energy share by hub, hourly", fontsize=10)
     if not series:
         ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center")
-    return _save(figure, path, width_px, height_px)
+    return _save(figure, path)

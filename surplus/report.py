@@ -68,8 +68,6 @@ def _scope(
     client: Client, database: str, *, hub: str | None, dc: str | None, at: datetime | str | None
 ) -> tuple[q.Scope, datetime | None]:
     """Check the store and the options; resolve the snapshot minute and the period."""
-    from schemas.prices import shanghai_date
-
     if isinstance(at, str):
         at = parse_at(at)
     elif at is not None:
@@ -93,8 +91,14 @@ def _scope(
     if at is None:
         return q.Scope(ts=ts, hub=hub, dc=dc), None
     start = at - PERIOD
-    return q.Scope(ts=ts, start=start, end=at, days=(shanghai_date(start), shanghai_date(at)),
+    hour = timedelta(hours=1)
+    first_hour = _floor_hour(start) + (hour if _floor_hour(start) < start else timedelta(0))
+    return q.Scope(ts=ts, start=start, end=at, hours=(first_hour, _floor_hour(at - hour)),
                    hub=hub, dc=dc), at
+
+
+def _floor_hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
 
 
 def _surplus(row: dict[str, Any]) -> dict[str, Any]:
@@ -195,7 +199,7 @@ def _head(scope: q.Scope, at: datetime | None, hub: str | None, dc: str | None) 
         "at": iso(scope.ts),
         "requested_at": iso(at),
         "period": {"start": iso(scope.start), "end": iso(scope.end),
-                   "days": [d.isoformat() for d in scope.days] if scope.days else None},
+                   "hours": [iso(h) for h in scope.hours] if scope.hours else None},
         "filters": {"hub": hub, "dc": dc},
     }
 
@@ -260,12 +264,13 @@ def write_pngs(
     scope, _ = _scope(client, database, hub=hub, dc=dc, at=at)
     directory = Path(directory)
     size = {"width_px": width_px, "height_px": height_px}
+    labels = {h: f"{h}: {name.removesuffix(' hub')}" for h, (name, _) in HUBS.items()}
     return [
         charts.national_surplus_png(q.national_series(client, database, scope),
                                     directory / "national_surplus.png", **size),
         charts.green_share_png(q.green_series(client, database, scope),
                                directory / "green_share.png",
-                               names={h: f"{h}: {n}" for h, (n, _) in HUBS.items()}, **size),
+                               names=labels, **size),
     ]
 
 
@@ -412,8 +417,9 @@ def _show(console: Console, table: Any, rows: list[Any]) -> None:
                    "[env CLICKHOUSE_URL; default: chDB under var/chdb].")
 @click.option("--at", "at_text", metavar="ISO-TIME",
               help="Report as of that minute (UTC unless the time has a zone): the latest snapshot "
-                   "at or before it; ranges, energy and tenants cover the 24 h before it. "
-                   "Default: the latest data, ranges over all of it.")
+                   "at or before it; the surplus range and the tenants cover the 24 h before it, "
+                   "energy the whole hours within them. Default: the latest snapshot, and all "
+                   "the data.")
 @click.option("--hub", metavar="ID", help=f"Restrict the hub, DC and tenant tables to one hub "
                                           f"({', '.join(HUBS)}).")
 @click.option("--dc", metavar="ID", help="Restrict the DC and tenant tables to one DC (and the hub "
@@ -424,9 +430,9 @@ def _show(console: Console, table: Any, rows: list[Any]) -> None:
               help="Print the report as JSON on stdout and nothing else (money as decimal strings).")
 @click.option("--png", "png_dir", metavar="DIR", type=click.Path(file_okay=False, path_type=Path),
               help="Also write national_surplus.png and green_share.png into DIR; print their paths.")
-@click.option("--width-px", default=1200, show_default=True, type=click.IntRange(200, 8000),
+@click.option("--width-px", default=1200, show_default=True, type=click.IntRange(320, 8000),
               help="Width of the PNGs in pixels.")
-@click.option("--height-px", default=600, show_default=True, type=click.IntRange(150, 8000),
+@click.option("--height-px", default=600, show_default=True, type=click.IntRange(240, 8000),
               help="Height of the PNGs in pixels.")
 def report(url: str | None, at_text: str | None, hub: str | None, dc: str | None,
            tenants_only: bool, as_json: bool, png_dir: Path | None, width_px: int,
@@ -457,4 +463,4 @@ def report(url: str | None, at_text: str | None, hub: str | None, dc: str | None
     console = Console()
     (render_tenants if tenants_only else render_report)(data, console)
     for path in pngs:
-        console.print(f"wrote {path}", highlight=False)
+        click.echo(f"wrote {path}")  # not through rich: a long path must not wrap

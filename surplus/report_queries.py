@@ -8,7 +8,7 @@ timezone-aware UTC. Values are bound as query parameters, never pasted into the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -27,14 +27,14 @@ EVENT_TABLES = ("capacity_samples", "power_samples", "job_events", "heartbeats",
 class Scope:
     """What a report covers: the snapshot minute, the period, and the hub / DC restriction.
 
-    `start`/`end` bound the period (None: unbounded); `days` is the same period as
-    Asia/Shanghai dates for the daily tenant table (None: unbounded).
+    `start`/`end` bound the period `(start, end]` (None: all data); `hours` are the first and
+    last hour starts of the whole hours inside it, for the hourly energy relations.
     """
 
     ts: datetime | None
     start: datetime | None = None
     end: datetime | None = None
-    days: tuple[date, date] | None = None
+    hours: tuple[datetime, datetime] | None = None
     hub: str | None = None
     dc: str | None = None
 
@@ -66,6 +66,13 @@ def _period(scope: Scope, column: str, params: dict[str, Any]) -> list[str]:
         conditions.append(f"{column} <= {{end:DateTime('UTC')}}")
         params["end"] = scope.end
     return conditions
+
+
+def _hours(scope: Scope, params: dict[str, Any]) -> list[str]:
+    if scope.hours is None:
+        return []
+    params["hour0"], params["hour1"] = scope.hours
+    return ["hour >= {hour0:DateTime('UTC')}", "hour <= {hour1:DateTime('UTC')}"]
 
 
 def _place(scope: Scope, params: dict[str, Any], *, hub: str = "hub", dc: str | None = "dc_id") -> list[str]:
@@ -245,7 +252,7 @@ def dc_names(client: Client, database: str) -> dict[str, str]:
 def green_by_hub(client: Client, database: str, scope: Scope) -> list[dict[str, Any]]:
     """Energy sums per hub over the period (ratios are taken from the sums by the caller)."""
     params: dict[str, Any] = {}
-    conditions = [*_period(scope, "hour", params), *_place(scope, params, dc=None)]
+    conditions = [*_hours(scope, params), *_place(scope, params, dc=None)]
     return _rows(
         client,
         "SELECT hub, sum(facility_kwh) AS facility_kwh, sum(it_kwh) AS it_kwh, "
@@ -257,7 +264,7 @@ def green_by_hub(client: Client, database: str, scope: Scope) -> list[dict[str, 
 
 def green_national(client: Client, database: str, scope: Scope) -> dict[str, Any]:
     params: dict[str, Any] = {}
-    conditions = _period(scope, "hour", params)
+    conditions = _hours(scope, params)
     return _rows(
         client,
         "SELECT sum(facility_kwh) AS facility_kwh, sum(it_kwh) AS it_kwh, "
@@ -270,7 +277,7 @@ def green_national(client: Client, database: str, scope: Scope) -> dict[str, Any
 def green_series(client: Client, database: str, scope: Scope) -> list[dict[str, Any]]:
     """Hourly green share per hub over the period, in time order."""
     params: dict[str, Any] = {}
-    conditions = [*_period(scope, "hour", params), *_place(scope, params, dc=None)]
+    conditions = [*_hours(scope, params), *_place(scope, params, dc=None)]
     return _rows(
         client,
         "SELECT hour, hub, green_share FROM "
@@ -280,13 +287,20 @@ def green_series(client: Client, database: str, scope: Scope) -> list[dict[str, 
 
 
 def tenants(client: Client, database: str, scope: Scope, limit: int | None) -> list[dict[str, Any]]:
-    """Usage and amounts per tenant over the period's days, the largest amounts first."""
+    """Usage and amounts per tenant over the period, the largest amounts first.
+
+    All data: the daily relation `tenant_usage_daily`. A bounded period: the entries of
+    `ledger` whose `period_end` is in it (the same attribution, exact to the entry).
+    """
     params: dict[str, Any] = {}
-    conditions = []
-    if scope.days is not None:
-        conditions.append("u.day >= {day0:Date} AND u.day <= {day1:Date}")
-        params["day0"], params["day1"] = scope.days
-    conditions += _place(scope, params, hub="if(d.hub = '', 'none', d.hub)", dc="u.dc_id")
+    if scope.start is None and scope.end is None:
+        source = (f"SELECT tenant_id, dc_id, device_hours, energy_kwh, amount_cny "
+                  f"FROM {database}.tenant_usage_daily")
+    else:
+        source = (f"SELECT tenant_id, dc_id, device_seconds / 3600 AS device_hours, energy_kwh, "
+                  f"amount_cny FROM {database}.ledger "
+                  f"{_where(_period(scope, 'period_end', params))}")
+    conditions = _place(scope, params, hub="if(d.hub = '', 'none', d.hub)", dc="u.dc_id")
     limit_sql = ""
     if limit is not None:
         limit_sql = "LIMIT {limit:UInt32}"
@@ -295,8 +309,7 @@ def tenants(client: Client, database: str, scope: Scope, limit: int | None) -> l
         client,
         "SELECT u.tenant_id AS tenant_id, sum(u.device_hours) AS device_hours, "
         "sum(u.energy_kwh) AS energy_kwh, sum(u.amount_cny) AS amount_cny, "
-        "uniqExact(u.dc_id) AS dcs "
-        f"FROM {database}.tenant_usage_daily AS u "
+        f"uniqExact(u.dc_id) AS dcs FROM ({source}) AS u "
         f"LEFT JOIN {database}.datacenters AS d ON d.dc_id = u.dc_id {_where(conditions)} "
         f"GROUP BY u.tenant_id ORDER BY amount_cny DESC, tenant_id {limit_sql}",
         params,

@@ -110,7 +110,8 @@ class Dataset:
     records: list[tuple[str, str, bytes]] = field(default_factory=list)  # (topic, key, value)
     capacity: list[tuple[datetime, str, str, str, int, int]] = field(default_factory=list)
     power: list[tuple[datetime, str, float, float, float, float]] = field(default_factory=list)
-    ledger: list[tuple[str, str, Decimal, Decimal, float]] = field(default_factory=list)
+    # (tenant, dc_id, amount_cny, device_seconds, energy_kwh, period_end) per ledger entry
+    ledger: list[tuple[str, str, Decimal, Decimal, float, datetime]] = field(default_factory=list)
     poison: dict[str, int] = field(default_factory=dict)
 
 
@@ -171,7 +172,7 @@ def build_dataset() -> Dataset:
                 add(("cpn.heartbeat", dc.dc_id,
                      _json(make_event("cpn.heartbeat.v1", f"hb-{minute}", _at(minute, 50), hb))))
         for dc_id, job_id, tenant, pool_id, model, devices, start, end in JOBS:
-            if minute < start or minute > end or (minute - start) % JOB_STEP_MIN and minute != end:
+            if minute < start or minute > end or ((minute - start) % JOB_STEP_MIN and minute != end):
                 continue
             phase = "start" if minute == start else "end" if minute == end else "usage"
             seq = job_state.get(job_id, (-1, 0.0, 0.0))[0] + 1
@@ -191,7 +192,7 @@ def build_dataset() -> Dataset:
             unit = prices.price(model, tenant, t.date())
             assert unit is not None
             amount = (delta * unit / 3600).quantize(Decimal("0.0001"), rounding=ROUND_HALF_EVEN)
-            data.ledger.append((tenant, dc_id, amount, delta, kwh - prev_kwh))
+            data.ledger.append((tenant, dc_id, amount, delta, kwh - prev_kwh, t))
             job_state[job_id] = (seq, seconds, kwh)
     poison = [
         ("undecodable", b"this is not json"),
@@ -248,3 +249,332 @@ def load_url(url: str) -> None:
 
 if __name__ == "__main__":
     load_url(sys.argv[1])
+
+
+# --- what the report should say, computed from the events -----------------------------------
+
+
+def covered_minutes(t: datetime, interval_s: int) -> list[datetime]:
+    """The whole minutes T with t in (T - 3*interval_s, T] (SPEC §4)."""
+    first = t.replace(second=0, microsecond=0)
+    if first < t:
+        first += timedelta(minutes=1)
+    out = []
+    while first < t + timedelta(seconds=3 * interval_s):
+        out.append(first)
+        first += timedelta(minutes=1)
+    return out
+
+
+def last_minute(data: Dataset) -> datetime:
+    return max(covered_minutes(t, INTERVAL_S)[-1] for t, *_ in data.capacity)
+
+
+def snapshot(data: Dataset, ts: datetime) -> dict[str, dict[str, float]]:
+    """Per DC at minute ts: idle PFLOPS per precision, reporting and stale pool counts."""
+    catalogue = load_catalogue()
+    latest: dict[tuple[str, str], tuple[datetime, str, int, int]] = {}
+    known: set[tuple[str, str]] = set()
+    for t, dc_id, pool_id, model, online, alloc in data.capacity:
+        if ts - timedelta(hours=24) < t <= ts:
+            known.add((dc_id, pool_id))
+        fresh = ts - timedelta(seconds=3 * INTERVAL_S) < t <= ts
+        if fresh and ((dc_id, pool_id) not in latest or latest[(dc_id, pool_id)][0] < t):
+            latest[(dc_id, pool_id)] = (t, model, online, alloc)
+    out: dict[str, dict[str, float]] = {}
+    for dc_id, pool_id in known:
+        row = out.setdefault(dc_id, {"fp16": 0.0, "fp32": 0.0, "fp64": 0.0,
+                                     "reporting": 0, "stale": 0})
+        if (dc_id, pool_id) not in latest:
+            row["stale"] += 1
+            continue
+        _, model, online, alloc = latest[(dc_id, pool_id)]
+        device = catalogue.get(model)
+        assert device is not None
+        row["reporting"] += 1
+        for p in ("fp16", "fp32", "fp64"):
+            row[p] += (online - alloc) * device.peak(p) / 1000
+    return out
+
+
+def national(data: Dataset, ts: datetime) -> dict[str, float]:
+    per_dc = snapshot(data, ts).values()
+    return {k: sum(row[k] for row in per_dc) for k in ("fp16", "fp32", "fp64", "reporting", "stale")}
+
+
+def hub_energy(data: Dataset, hub: str, *, before: datetime | None = None) -> dict[str, float]:
+    """Energy-weighted green share and PUE of a hub's power samples (sum over sum)."""
+    dcs = {dc.dc_id for dc in FLEET if dc.hub == hub}
+    rows = [r for r in data.power if r[1] in dcs and (before is None or r[0] < before)]
+    facility = sum(r[2] for r in rows)
+    return {"green_share": sum(r[4] for r in rows) / facility,
+            "pue": facility / sum(r[3] for r in rows), "carbon_kg": sum(r[5] for r in rows)}
+
+
+def tenant_amounts(data: Dataset, *, dcs: set[str] | None = None,
+                   until: datetime | None = None) -> dict[str, Decimal]:
+    out: dict[str, Decimal] = {}
+    for tenant, dc_id, amount, _, _, end in data.ledger:
+        if (dcs is None or dc_id in dcs) and (until is None or end <= until):
+            out[tenant] = out.get(tenant, Decimal("0")) + amount
+    return out
+
+
+# --- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fleet(clickhouse_url: str, clickhouse_client: Any) -> Iterator[tuple[Any, Dataset]]:
+    """One database with the dataset, shared by the read-only tests of this module."""
+    import uuid
+
+    from surplus.store import migrate
+    from tests.conftest import Store, _with_database
+
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    migrate(clickhouse_client, database)
+    data = load(clickhouse_client, database)
+    yield Store(url=_with_database(clickhouse_url, database), database=database,
+                client=clickhouse_client), data
+    clickhouse_client.command(f"DROP DATABASE IF EXISTS {database}")
+
+
+@pytest.fixture(scope="module")
+def own_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A chDB store of its own, loaded by a subprocess: chDB allows one data path per process."""
+    url = f"chdb://{tmp_path_factory.mktemp('report') / 'chdb'}?database=cpn"
+    run = subprocess.run([sys.executable, "-m", "tests.integration.test_report", url],
+                         cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    return url
+
+
+def surplus(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("surplus")
+    env = {k: v for k, v in os.environ.items() if k != "CLICKHOUSE_URL"}
+    return subprocess.run([str(exe), *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env=env, check=False)
+
+
+# --- in-process: build_report on the store fixture ------------------------------------------
+
+
+def test_report_matches_figures_computed_from_the_events(store: Any) -> None:
+    from surplus.report import build_report
+
+    data = load(store.client, store.database)
+    report = build_report(store.client, store.database)
+    ts = last_minute(data)
+    expected = national(data, ts)
+    assert report["at"] == ts.isoformat().replace("+00:00", "Z")
+    for p in ("fp16", "fp32", "fp64"):
+        assert report["national"]["idle_pflops"][p] == pytest.approx(expected[p], rel=1e-9)
+    assert report["national"]["pools_reporting"] == expected["reporting"] == 6
+    assert report["national"]["pools_stale"] == expected["stale"] == 2
+    series = [national(data, BASE + timedelta(minutes=m)) for m in range(1, MINUTES + 3)]
+    for p in ("fp16", "fp32", "fp64"):
+        assert report["national"]["range"][p]["min"] == pytest.approx(min(s[p] for s in series))
+        assert report["national"]["range"][p]["max"] == pytest.approx(max(s[p] for s in series))
+    hubs = {h["hub"]: h for h in report["hubs"]}
+    assert set(hubs) == {"nm", "gz", "yrd"}
+    for hub in hubs:
+        energy = hub_energy(data, hub)
+        assert hubs[hub]["green_share"] == pytest.approx(energy["green_share"], rel=1e-9)
+        assert hubs[hub]["pue"] == pytest.approx(energy["pue"], rel=1e-9)
+        assert hubs[hub]["carbon_kg"] == pytest.approx(energy["carbon_kg"], rel=1e-9)
+    assert hubs["nm"]["pue_target"] == 1.2 and hubs["yrd"]["pue_target"] == 1.25
+    assert hubs["yrd"]["pue_met"] is False and hubs["nm"]["pue_met"] is True
+    assert all(h["green_share_met"] is False for h in hubs.values())
+    amounts = tenant_amounts(data)
+    top = max(amounts, key=lambda t: amounts[t])
+    assert report["tenants"][0]["tenant_id"] == top
+    assert Decimal(report["tenants"][0]["amount_cny"]) == amounts[top]
+    assert report["tenants"][0]["amount_cny"] == str(amounts[top].quantize(Decimal("0.0001")))
+    assert Decimal(report["tenants_total"]["amount_cny"]) == sum(amounts.values())
+    json.dumps(report)  # JSON-ready as it is
+
+
+def test_top_and_stale_dcs(fleet: tuple[Any, Dataset]) -> None:
+    from surplus.report import build_report
+
+    store, data = fleet
+    report = build_report(store.client, store.database)
+    per_dc = snapshot(data, last_minute(data))
+    ranked = sorted((dc for dc in per_dc if per_dc[dc]["reporting"]),
+                    key=lambda dc: (-per_dc[dc]["fp16"], dc))
+    assert [d["dc_id"] for d in report["top_dcs"]] == ranked
+    for row in report["top_dcs"]:
+        assert row["idle_pflops"]["fp16"] == pytest.approx(per_dc[row["dc_id"]]["fp16"])
+    assert report["top_dcs"][0]["province"] == "CN-NM"
+    stale = {d["dc_id"]: d for d in report["stale_dcs"]}
+    assert set(stale) == {"yrd-beta", "gz-beta"}
+    assert stale["yrd-beta"]["reasons"] == ["stale_pools", "silent"]
+    assert stale["gz-beta"]["reasons"] == ["stale_pools"]
+    assert (stale["gz-beta"]["pools_reporting"], stale["gz-beta"]["pools_stale"]) == (1, 1)
+    # yrd-beta's last event: the power sample of minute 80 (heartbeat at :50 of minute 80)
+    last = _at(80, 50)
+    assert stale["yrd-beta"]["last_seen"] == last.isoformat().replace("+00:00", "Z")
+    data_time = max(_at(119, 40), *(t for t, *_ in data.power))  # a job end or a power sample
+    assert stale["yrd-beta"]["age_s"] == pytest.approx((data_time - last).total_seconds())
+    assert report["deadletters"]["total"] == sum(data.poison.values())
+    assert {r["reason"]: r["count"] for r in report["deadletters"]["by_reason"]} == data.poison
+
+
+def test_at_reports_as_of_that_minute(fleet: tuple[Any, Dataset]) -> None:
+    from surplus.report import build_report
+
+    store, data = fleet
+    at = _at(61, 30)
+    report = build_report(store.client, store.database, at="2025-03-10T09:01:30+08:00")
+    ts = _at(61)
+    assert report["at"] == "2025-03-10T01:01:00Z"
+    assert report["requested_at"] == "2025-03-10T01:01:30Z"
+    expected = national(data, ts)
+    for p in ("fp16", "fp32", "fp64"):
+        assert report["national"]["idle_pflops"][p] == pytest.approx(expected[p], rel=1e-9)
+    assert report["national"]["range"]["last_ts"] == "2025-03-10T01:01:00Z"
+    # energy: the whole hours of the 24 h before --at, i.e. hour 00:00 only
+    hubs = {h["hub"]: h for h in report["hubs"]}
+    assert hubs["gz"]["green_share"] == pytest.approx(
+        hub_energy(data, "gz", before=_at(60))["green_share"], rel=1e-9)
+    amounts = tenant_amounts(data, until=at)
+    assert {t["tenant_id"]: Decimal(t["amount_cny"]) for t in report["tenants"]} == amounts
+    # yrd-beta still spoke at 01:01: not silent then
+    assert "silent" not in {r for d in report["stale_dcs"] for r in d["reasons"]}
+    before = build_report(store.client, store.database, at=_at(30, 59))
+    assert before["at"] == "2025-03-10T00:30:00Z"
+
+
+def test_hub_and_dc_restrict_the_tables(fleet: tuple[Any, Dataset]) -> None:
+    from surplus.report import build_report
+
+    store, data = fleet
+    whole = build_report(store.client, store.database)
+    gz = build_report(store.client, store.database, hub="gz")
+    assert [h["hub"] for h in gz["hubs"]] == ["gz"]
+    assert {d["dc_id"] for d in gz["top_dcs"]} == {"gz-alpha", "gz-beta"}
+    assert [d["dc_id"] for d in gz["stale_dcs"]] == ["gz-beta"]
+    amounts = tenant_amounts(data, dcs={"gz-alpha", "gz-beta"})
+    assert {t["tenant_id"]: Decimal(t["amount_cny"]) for t in gz["tenants"]} == amounts
+    assert gz["national"] == whole["national"]  # the national figures stay national
+    one = build_report(store.client, store.database, dc="nm-alpha")
+    assert one["filters"] == {"hub": None, "dc": "nm-alpha"}
+    assert [d["dc_id"] for d in one["top_dcs"]] == ["nm-alpha"]
+    assert [h["hub"] for h in one["hubs"]] == ["nm"]
+    assert one["stale_dcs"] == []
+    assert {t["tenant_id"]: Decimal(t["amount_cny"]) for t in one["tenants"]} == tenant_amounts(
+        data, dcs={"nm-alpha"})
+
+
+def test_bad_filters_are_one_line_user_errors(fleet: tuple[Any, Dataset]) -> None:
+    from surplus.errors import UserError
+    from surplus.report import build_report
+
+    store, _ = fleet
+    for kwargs, words in (
+        ({"hub": "mars"}, "not a hub"),
+        ({"dc": "no-such-dc"}, "no such DC"),
+        ({"dc": "Bad DC!"}, "not a DC id"),
+        ({"dc": "nm-alpha", "hub": "gz"}, "is in hub 'nm'"),
+        ({"at": "yesterday"}, "not an ISO 8601 time"),
+        ({"at": "2020-01-01T00:00Z"}, "no surplus snapshot at or before"),
+    ):
+        with pytest.raises(UserError, match=words) as caught:
+            build_report(store.client, store.database, **kwargs)
+        assert "\n" not in str(caught.value)
+
+
+def test_tenants_only(fleet: tuple[Any, Dataset], capsys: pytest.CaptureFixture[str]) -> None:
+    from surplus.cli import main
+
+    store, data = fleet
+    assert main(["report", "--tenants", "--json", "--url", store.url]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) == {"at", "requested_at", "period", "filters", "tenants", "tenants_total"}
+    amounts = tenant_amounts(data)
+    assert {t["tenant_id"]: Decimal(t["amount_cny"]) for t in report["tenants"]} == amounts
+    assert main(["report", "--tenants", "--url", store.url]) == 0
+    out = capsys.readouterr().out
+    assert "Tenants by amount" in out and "tenant-a" in out and "Hubs" not in out
+
+
+def test_terminal_report_via_the_cli(fleet: tuple[Any, Dataset],
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from surplus.cli import main
+
+    store, _ = fleet
+    assert main(["report", "--url", store.url, "--hub", "nm"]) == 0
+    out = capsys.readouterr().out
+    for title in ("National idle compute", "Hubs", "Top 10 idle DCs", "Stale DCs", "tenants",
+                  "Dead letters"):
+        assert title in out
+    assert "nm-alpha" in out and "gz-alpha" not in out
+
+
+def test_empty_store_says_so(store: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from surplus.cli import main
+
+    assert main(["report", "--url", store.url]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "surplus: error: no data yet: run `surplus demo` or a worker"
+
+
+# --- subprocess: the console script on a store of its own -----------------------------------
+
+
+def test_json_from_the_console_script(own_store: str) -> None:
+    run = surplus("report", "--json", "--url", own_store)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)  # stdout is the JSON and nothing else
+    data = build_dataset()
+    expected = national(data, last_minute(data))
+    for p in ("fp16", "fp32", "fp64"):
+        assert report["national"]["idle_pflops"][p] == pytest.approx(expected[p], rel=1e-9)
+    hubs = {h["hub"]: h for h in report["hubs"]}
+    assert hubs["yrd"]["green_share"] == pytest.approx(hub_energy(data, "yrd")["green_share"])
+    amounts = tenant_amounts(data)
+    top = max(amounts, key=lambda t: amounts[t])
+    assert (report["tenants"][0]["tenant_id"], report["tenants"][0]["amount_cny"]) == (
+        top, str(amounts[top]))
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    raw = path.read_bytes()
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    assert raw[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", raw[16:24])
+    return width, height
+
+
+def test_png_charts_of_the_asked_size(own_store: str, tmp_path: Path) -> None:
+    run = surplus("report", "--png", str(tmp_path / "charts"), "--width-px", "900",
+                  "--height-px", "450", "--url", own_store)
+    assert run.returncode == 0, run.stderr
+    written = [Path(line.split(" ", 1)[1]) for line in run.stdout.splitlines()
+               if line.startswith("wrote ")]
+    assert sorted(p.name for p in written) == ["green_share.png", "national_surplus.png"]
+    for path in written:
+        assert path.stat().st_size > 1000
+        assert _png_size(path) == (900, 450)
+
+
+def test_write_pngs_default_size(fleet: tuple[Any, Dataset], tmp_path: Path) -> None:
+    from surplus.report import write_pngs
+
+    store, _ = fleet
+    paths = write_pngs(store.client, store.database, tmp_path, at=_at(90))
+    assert [_png_size(p) for p in paths] == [(1200, 600), (1200, 600)]
+
+
+@pytest.mark.parametrize("at", ["yesterday", "2025-13-40T99:00"])
+def test_bad_at_is_one_line_without_traceback(at: str) -> None:
+    run = surplus("report", "--at", at, "--url", "chdb:///nonexistent/never-opened")
+    assert run.returncode != 0
+    assert run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
+    assert "--at" in run.stderr and run.stdout == ""
+
+
+def test_empty_store_from_the_console_script(tmp_path: Path) -> None:
+    run = surplus("report", "--url", f"chdb://{tmp_path / 'empty'}")
+    assert run.returncode == 1
+    assert run.stderr == "surplus: error: no data yet: run `surplus demo` or a worker\n"
