@@ -31,7 +31,7 @@ PAYLOAD_KEEP_BYTES = 4096
 # tables in the order they are written: dead letters first, the ledger (which is also the
 # per-job state a restarted worker resumes from) last.
 TABLES = (
-    "deadletter",
+    "dead_letters",
     "registrations",
     "capacity_samples",
     "pool_minutes",
@@ -95,7 +95,7 @@ class Batch:
     def reject(self, record: Record, why: Reject, now: datetime) -> None:
         letter = DeadLetter(record, why.reason, why.detail)
         self.dead.append(letter)
-        self.rows["deadletter"].append(letter.row(now))
+        self.rows["dead_letters"].append(letter.row(now))
         self.rejected[why.reason.value] += 1
 
     @property

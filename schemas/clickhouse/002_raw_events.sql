@@ -127,8 +127,9 @@ CREATE TABLE IF NOT EXISTS {db}.job_events
 ENGINE = ReplacingMergeTree
 ORDER BY (dc_id, event_id);
 
--- Rejected messages (SPEC §5 cpn.deadletter), keyed by their position: a replay counts once.
-CREATE TABLE IF NOT EXISTS {db}.deadletter
+-- Rejected messages, keyed by their position: a replay writes the same key again.
+-- Analysts read the view {db}.deadletter (SPEC §5), which counts each position once.
+CREATE TABLE IF NOT EXISTS {db}.dead_letters
 (
     received_at  DateTime64(3, 'UTC'),
     topic        LowCardinality(String),

@@ -1,4 +1,9 @@
--- cpn.datacenters: the latest cpn.dc.v1 per dc_id; cpn.agent_freshness: when each DC last spoke.
+-- cpn.datacenters: the latest cpn.dc.v1 per dc_id; cpn.agent_freshness: when each DC last spoke;
+-- cpn.deadletter: every rejected message once.
+
+CREATE VIEW IF NOT EXISTS {db}.deadletter AS
+SELECT received_at, topic, partition, offset, reason, detail, payload
+FROM {db}.dead_letters FINAL;
 
 CREATE VIEW IF NOT EXISTS {db}.datacenters AS
 SELECT
