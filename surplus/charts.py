@@ -51,9 +51,9 @@ def national_surplus_png(
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=8)
         ax.set_ylim(bottom=0)
-    locator = AutoDateLocator()
+    locator = AutoDateLocator()  # type: ignore[no-untyped-call]
     axes[-1].xaxis.set_major_locator(locator)
-    axes[-1].xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    axes[-1].xaxis.set_major_formatter(ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
     axes[-1].set_xlabel("time (UTC)", fontsize=8)
     figure.suptitle("National idle compute (surplus), PFLOPS", fontsize=10)
     if not series:
@@ -89,9 +89,9 @@ def green_share_png(
     ax.set_xlabel("hour (UTC)", fontsize=8)
     ax.grid(alpha=0.3)
     ax.tick_params(labelsize=8)
-    locator = AutoDateLocator()
+    locator = AutoDateLocator()  # type: ignore[no-untyped-call]
     ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_title("Green-energy share by hub, hourly", fontsize=10)
     if not series:

@@ -317,10 +317,13 @@ def _wide(console: Console) -> bool:
 
 
 def _title(report: dict[str, Any], what: str, console: Console) -> None:
+    def short(stamp: str | None) -> str:
+        return f"{stamp[:16].replace('T', ' ')} UTC" if stamp else "—"
+
     period = report["period"]
-    span = f"{period['start']} → {period['end']} (24 h before --at)" if period["start"] else "all data"
+    span = "24 h to --at" if period["end"] else "all data"
     where = ", ".join(f"{k} {v}" for k, v in report["filters"].items() if v) or "national"
-    console.print(f"[bold]{what}[/] — snapshot {report['at'] or '—'} · period: {span} · {where}",
+    console.print(f"[bold]{what}[/] · snapshot {short(report['at'])} · {span} · {where}",
                   highlight=False)
 
 
@@ -438,11 +441,28 @@ def report(url: str | None, at_text: str | None, hub: str | None, dc: str | None
            tenants_only: bool, as_json: bool, png_dir: Path | None, width_px: int,
            height_px: int) -> None:
     """National, hub and DC idle compute (surplus), green share and PUE against the hub targets,
-    stale DCs, top tenants and dead letters, from ClickHouse."""
+    stale DCs, top tenants and dead letters, from ClickHouse.
+
+    Exits 1 with "no data yet" on an empty store, 2 on bad options or an unreachable store. The
+    embedded chDB store can be opened by one process at a time: stop a worker or demo using it
+    first, or point --url at a ClickHouse server.
+    """
+    from clickhouse_connect.driver.exceptions import ClickHouseError
+
+    at = parse_at(at_text) if at_text is not None else None
+    try:
+        _report(url, at, hub, dc, tenants_only, as_json, png_dir, width_px, height_px)
+    except ClickHouseError as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise UserError(f"ClickHouse query failed: {first}") from None
+
+
+def _report(url: str | None, at: datetime | None, hub: str | None, dc: str | None,
+            tenants_only: bool, as_json: bool, png_dir: Path | None, width_px: int,
+            height_px: int) -> None:
     from surplus.paths import default_clickhouse_url
     from surplus.store import connect
 
-    at = parse_at(at_text) if at_text is not None else None
     client, target = connect(url or os.environ.get("CLICKHOUSE_URL") or default_clickhouse_url())
     db = target.database
     if tenants_only:
