@@ -47,14 +47,22 @@ def kafka() -> None:
               help="Broker JVM heap size in MiB.")
 @click.option("--timeout-s", type=click.FloatRange(1), default=90.0, show_default=True,
               help="Seconds to wait for the broker to answer.")
+@click.option("--secure", is_flag=True,
+              help="SASL_SSL (SCRAM-SHA-512) instead of PLAINTEXT, with ACLs and a test CA in "
+                   "HOME/secure; the admin client's KAFKA_* settings go to HOME/secure/client.env.")
+@click.option("--mtls-port", type=click.IntRange(1, 65535),
+              help="With --secure: also an SSL listener that requires client certificates.")
 def up(home: Path, port: int, controller_port: int | None, heap_mb: int,
-       timeout_s: float) -> None:
+       timeout_s: float, secure: bool, mtls_port: int | None) -> None:
     """Start the local broker, or do nothing if it already runs in HOME.
 
     Progress goes to stderr; the last line on stdout is the bootstrap address
     (e.g. 127.0.0.1:9092), so `export KAFKA_BOOTSTRAP=$(surplus kafka up)` works.
     """
-    broker = _broker(home, port, controller_port, heap_mb=heap_mb)
+    if mtls_port is not None and not secure:
+        raise click.UsageError("--mtls-port needs --secure")
+    broker = _broker(home, port, controller_port, heap_mb=heap_mb, secure=secure,
+                     mtls_port=mtls_port)
     was_running = broker.is_running()
     address = broker.up(timeout_s=timeout_s)
     if was_running:
@@ -86,9 +94,11 @@ def status(home: Path) -> None:
 
     Exits 0 when it is running, 3 when it is not.
     """
-    state = _broker(home).status()
+    broker = _broker(home)
+    state = broker.status()
     if state["running"]:
-        click.echo(f"running  pid {state['pid']}  {state['bootstrap']}  home {state['home']}")
+        mode = "  SASL_SSL" if broker.configured_secure() else ""
+        click.echo(f"running  pid {state['pid']}  {state['bootstrap']}{mode}  home {state['home']}")
         return
     click.echo(f"not running  home {state['home']}")
     sys.exit(3)

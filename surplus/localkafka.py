@@ -3,6 +3,10 @@
 `LocalKafka(home).up()` formats storage once, starts `java ... kafka.Kafka` detached, waits until
 the broker answers and returns its bootstrap address; `down()` stops it. Used by `surplus kafka`
 and by the test fixtures, so it needs nothing beyond the standard library and confluent-kafka.
+
+`LocalKafka(home, secure=True)` is the same broker with SASL_SSL (SCRAM-SHA-512) instead of
+PLAINTEXT, ACLs, and a throw-away test CA (openssl + keytool) under `home/secure/`; the client
+settings for its `admin` user are written to `home/secure/client.env` (KAFKA_* variables).
 """
 
 from __future__ import annotations
@@ -10,8 +14,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -30,6 +36,9 @@ KAFKA_VERSION = "3.9.2"
 KAFKA_JAR = f"kafka_2.13-{KAFKA_VERSION}.jar"
 POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
 TEMPLATE = REPO_ROOT / "deploy" / "kafka" / "server.properties"
+SECURE_TEMPLATE = REPO_ROOT / "deploy" / "kafka" / "secure" / "server-secure.properties"
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+CERT_DAYS = 825
 DEFAULT_JARS = REPO_ROOT / "var" / "cache" / "kafka-jars"
 DEFAULT_HOME = REPO_ROOT / "var" / "kafka"
 DEFAULT_PORT = 9092
@@ -120,6 +129,33 @@ def _tail(path: Path, lines: int = 12) -> list[str]:
     return [line for line in text.splitlines() if line.strip()][-lines:]
 
 
+def _private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (passwords, keys)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(text)
+
+
+def _run(argv: list[str], what: str) -> None:
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+        raise UserError(f"could not {what}: {lines[-1] if lines else f'exit {done.returncode}'}")
+
+
+def _java_client_properties(user: str, password: str, secure_dir: Path) -> str:
+    """--command-config for Kafka's own tools (kafka-acls, kafka-topics) as `user`."""
+    return (
+        "security.protocol=SASL_SSL\n"
+        f"sasl.mechanism={SCRAM_MECHANISM}\n"
+        "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{user}" password="{password}";\n'
+        "ssl.truststore.type=PEM\n"
+        f"ssl.truststore.location={secure_dir}/ca.pem\n"
+    )
+
+
 class LocalKafka:
     """One broker+controller JVM whose config, data, logs and pid file live under `home`."""
 
@@ -132,6 +168,8 @@ class LocalKafka:
         *,
         jars_dir: Path = DEFAULT_JARS,
         progress: Progress = _stderr,
+        secure: bool = False,
+        mtls_port: int | None = None,
     ) -> None:
         self.home = Path(home).resolve()
         self.port = port
@@ -139,6 +177,8 @@ class LocalKafka:
         self.heap_mb = heap_mb
         self.jars_dir = Path(jars_dir).resolve()
         self.progress = progress
+        self.secure = secure
+        self.mtls_port = mtls_port if secure else None  # an extra SSL listener, client certs
         self._log_offset = 0  # where server.log stood when this object last started the broker
 
     @classmethod
@@ -174,6 +214,10 @@ class LocalKafka:
     @property
     def data_dir(self) -> Path:
         return self.home / "data"
+
+    @property
+    def secure_dir(self) -> Path:
+        return self.home / "secure"
 
     # -- jars and java -------------------------------------------------------------------------
 
@@ -270,8 +314,15 @@ class LocalKafka:
             return None
         for line in text.splitlines():
             if line.startswith("advertised.listeners="):
-                return int(line.rsplit(":", 1)[1])
+                return int(line.split("=", 1)[1].split(",")[0].rsplit(":", 1)[1])
         return None
+
+    def configured_secure(self) -> bool:
+        """Whether the config in HOME is the secure one (what a running broker was started with)."""
+        try:
+            return "SASL_SSL://" in self.props_file.read_text()
+        except OSError:
+            return False
 
     def status(self) -> dict[str, Any]:
         pid = self._running_pid()
@@ -292,7 +343,35 @@ class LocalKafka:
         """A confluent-kafka AdminClient for this broker, with librdkafka's logging silenced."""
         from confluent_kafka.admin import AdminClient
 
-        return AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        return AdminClient(self.client_config(extra={"log_level": 0}))
+
+    def client_config(self, user: str = "admin", password: str | None = None,
+                      extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """librdkafka settings for a client of this broker (SASL_SSL as `user` when secure)."""
+        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap}
+        if self.secure:
+            if password is None:
+                password = self._passwords()[user]
+            config.update({
+                "security.protocol": "SASL_SSL", "sasl.mechanism": SCRAM_MECHANISM,
+                "sasl.username": user, "sasl.password": password,
+                "ssl.ca.location": str(self.secure_dir / "ca.pem"),
+            })
+        config.update(extra or {})
+        return config
+
+    def client_env(self) -> dict[str, str]:
+        """The KAFKA_* variables with which agents, workers and `surplus` reach this broker."""
+        if not self.secure:
+            return {"KAFKA_BOOTSTRAP": self.bootstrap, "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}
+        return {
+            "KAFKA_BOOTSTRAP": self.bootstrap,
+            "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "KAFKA_SASL_MECHANISM": SCRAM_MECHANISM,
+            "KAFKA_SASL_USERNAME": "admin",
+            "KAFKA_SASL_PASSWORD": self._passwords()["admin"],
+            "KAFKA_SSL_CAFILE": str(self.secure_dir / "ca.pem"),
+        }
 
     # -- up / down -----------------------------------------------------------------------------
 
@@ -312,12 +391,17 @@ class LocalKafka:
         with self._locked():
             pid = self._running_pid()
             if pid is not None:
+                running_secure = self.configured_secure()
+                if self.secure and not running_secure:
+                    raise UserError(f"a PLAINTEXT broker already runs in {self.home}: stop it "
+                                    "(surplus kafka down) before `up --secure`")
+                self.secure = running_secure
                 self.port = self._rendered_port() or self.port
                 self._wait_ready(pid, timeout_s)
                 return self.bootstrap
             java = self.java()
             self.ensure_jars()
-            for port in (self.port, self.controller_port):
+            for port in (self.port, self.controller_port, *filter(None, [self.mtls_port])):
                 if _port_in_use(port):
                     raise UserError(f"{HOST}:{port} is already in use (another Kafka?); stop it "
                                     "or choose other ports with SURPLUS_KAFKA_PORT")
@@ -330,36 +414,145 @@ class LocalKafka:
             self._wait_ready(pid, timeout_s)
             self.progress(f"Kafka is up on {self.bootstrap} (pid {pid}, "
                           f"{time.monotonic() - started:.1f} s)")
+            if self.secure:
+                self.progress(f"secure: SASL_SSL with {SCRAM_MECHANISM} and ACLs; the admin "
+                              f"client's settings: set -a; . {self.secure_dir}/client.env")
             return self.bootstrap
 
     def _write_config(self) -> None:
-        if not TEMPLATE.is_file():
-            raise UserError(f"{TEMPLATE} is missing: the local broker runs from a source checkout "
+        template = SECURE_TEMPLATE if self.secure else TEMPLATE
+        if not template.is_file():
+            raise UserError(f"{template} is missing: the local broker runs from a source checkout "
                             "of surplus (deploy/kafka/ holds its pom.xml and server.properties)")
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        rendered = TEMPLATE.read_text().format(
-            port=self.port, controller_port=self.controller_port, data_dir=self.data_dir)
-        self.props_file.write_text(rendered)
+        values: dict[str, Any] = {"port": self.port, "controller_port": self.controller_port,
+                                  "data_dir": self.data_dir}
+        if self.secure:
+            passwords = self._passwords()
+            self._ensure_pki(passwords["store"])
+            mtls = self.mtls_port
+            values.update(
+                secure_dir=self.secure_dir, store_password=passwords["store"],
+                broker_password=passwords["broker"],
+                mtls_listener=f",MTLS://{HOST}:{mtls}" if mtls else "",
+                mtls_advertised=f",MTLS://{HOST}:{mtls}" if mtls else "")
+        self.props_file.touch(mode=0o600)
+        self.props_file.chmod(0o600)  # the secure config holds the broker's passwords
+        self.props_file.write_text(template.read_text().format(**values))
         (self.home / "log4j.properties").write_text(LOG4J.format(logs=self.logs_dir))
+        if self.secure:
+            env = "".join(f"{k}={v}\n" for k, v in self.client_env().items())
+            _private(self.secure_dir / "client.env", env)
+            _private(self.secure_dir / "admin.properties", _java_client_properties(
+                "admin", self._passwords()["admin"], self.secure_dir))
+
+    # -- secure mode: SCRAM passwords, the test CA, client certificates --------------------------
+
+    def _passwords(self) -> dict[str, str]:
+        """The broker's own, the admin's and the keystores' passwords (made once, mode 0600)."""
+        path = self.secure_dir / "passwords.json"
+        try:
+            stored: dict[str, str] = json.loads(path.read_text())
+            return stored
+        except (OSError, ValueError):
+            pass
+        self.secure_dir.mkdir(parents=True, exist_ok=True)
+        made = {name: secrets.token_hex(16) for name in ("store", "broker", "admin")}
+        _private(path, json.dumps(made))
+        return made
+
+    def _ensure_pki(self, store_password: str) -> None:
+        """A test CA, the broker's keystore (CN=broker) and a truststore holding the CA."""
+        if (self.secure_dir / "broker.p12").is_file() and \
+                (self.secure_dir / "truststore.p12").is_file():
+            return
+        keytool = shutil.which("keytool", path=str(Path(self.java()).parent)) or \
+            shutil.which("keytool")
+        if shutil.which("openssl") is None or keytool is None:
+            raise UserError("`surplus kafka up --secure` needs openssl and keytool (from the JDK) "
+                            "to make its test CA")
+        self.progress(f"making a test CA and the broker's keystore in {self.secure_dir} ...")
+        d = self.secure_dir
+        _run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+              "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(d / "ca.key"),
+              "-out", str(d / "ca.pem"), "-days", str(CERT_DAYS), "-subj",
+              "/CN=surplus-local-test-ca", "-addext", "basicConstraints=critical,CA:TRUE",
+              "-addext", "keyUsage=critical,keyCertSign,cRLSign"], "make the test CA")
+        (d / "ca.key").chmod(0o600)
+        self.issue_client_cert("broker", server=True)
+        _run(["openssl", "pkcs12", "-export", "-in", str(d / "broker.pem"), "-inkey",
+              str(d / "broker.key"), "-certfile", str(d / "ca.pem"), "-name", "broker",
+              "-out", str(d / "broker.p12"), "-passout", f"pass:{store_password}"],
+             "make the broker keystore")
+        (d / "truststore.p12").unlink(missing_ok=True)
+        _run([keytool, "-importcert", "-noprompt", "-alias", "surplus-ca", "-file",
+              str(d / "ca.pem"), "-keystore", str(d / "truststore.p12"), "-storetype", "PKCS12",
+              "-storepass", store_password], "make the truststore")
+
+    def issue_client_cert(self, name: str, *, server: bool = False) -> tuple[Path, Path]:
+        """(certificate, key) PEM files signed by the test CA with CN=`name` (its principal)."""
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", name):
+            raise UserError(f"certificate name {name!r} is not a plain identifier")
+        d = self.secure_dir
+        cert, key, csr, ext = (d / f"{name}.pem", d / f"{name}.key", d / f"{name}.csr",
+                               d / f"{name}.ext")
+        usage = "serverAuth,clientAuth" if server else "clientAuth"
+        san = "subjectAltName=IP:127.0.0.1,DNS:localhost\n" if server else ""
+        ext.write_text(f"{san}extendedKeyUsage={usage}\nbasicConstraints=CA:FALSE\n")
+        _run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt",
+              "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out", str(csr),
+              "-subj", f"/O=surplus-local/CN={name}"], f"make a key for {name}")
+        key.chmod(0o600)
+        _run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(d / "ca.pem"), "-CAkey",
+              str(d / "ca.key"), "-CAcreateserial", "-out", str(cert), "-days", str(CERT_DAYS),
+              "-extfile", str(ext)], f"sign the certificate of {name}")
+        csr.unlink()
+        ext.unlink()
+        return cert, key
+
+    def add_scram_user(self, name: str, password: str, timeout_s: float = 30) -> None:
+        """Create or update a SCRAM-SHA-512 user through the Admin API (as admin)."""
+        from confluent_kafka.admin import (
+            ScramCredentialInfo,
+            ScramMechanism,
+            UserScramCredentialUpsertion,
+        )
+
+        upsert = UserScramCredentialUpsertion(
+            name, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192), password.encode())
+        admin = self.admin()  # kept alive until the futures resolve
+        for future in admin.alter_user_scram_credentials([upsert]).values():
+            future.result(timeout=timeout_s)
 
     def _format_storage(self, java: str) -> None:
+        marker = self.secure_dir / "scram-users-formatted"
         if (self.data_dir / "meta.properties").is_file():
+            if self.secure and not marker.is_file():
+                raise UserError(f"{self.data_dir} was formatted without --secure (no SCRAM users): "
+                                "use another --home, or delete it to start afresh")
             return
         id_file = self.home / "cluster.id"
         if not id_file.is_file():
             id_file.write_text(_cluster_id() + "\n")
         cluster_id = id_file.read_text().strip()
         self.progress(f"formatting Kafka storage in {self.data_dir} (cluster {cluster_id}) ...")
+        scram: list[str] = []
+        if self.secure:
+            for user in ("broker", "admin"):
+                password = self._passwords()[user]
+                scram += ["--add-scram", f"{SCRAM_MECHANISM}=[name={user},password={password}]"]
         done = subprocess.run(
             [*self._jvm(java, 256), "kafka.tools.StorageTool", "format",
-             "-t", cluster_id, "-c", str(self.props_file)],
+             "-t", cluster_id, "-c", str(self.props_file), *scram],
             capture_output=True, text=True, check=False,
         )
         if done.returncode != 0:
             lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
             reason = lines[-1] if lines else f"exit {done.returncode}"
             raise UserError(f"could not format Kafka storage in {self.data_dir}: {reason}")
+        if self.secure:
+            marker.write_text("SCRAM-SHA-512 users broker and admin\n")
 
     def _spawn(self, java: str) -> int:
         server_log = self.logs_dir / "server.log"

@@ -1,0 +1,281 @@
+"""The secure local broker (`surplus kafka up --secure`): SASL_SSL/SCRAM, mTLS and the documented ACLs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+
+from surplus.localkafka import LocalKafka, free_port
+
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
+
+REPO = Path(__file__).resolve().parents[2]
+ACLS_DOC = REPO / "deploy" / "kafka" / "acls.md"
+TELEMETRY = ["cpn.registry", "cpn.capacity", "cpn.power", "cpn.jobs", "cpn.heartbeat"]
+QUIET = {"log_level": 0, "socket.timeout.ms": 5000}
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    """One secure broker (SASL_SSL + an mTLS listener) per module, always stopped afterwards."""
+    if shutil.which("java") is None or shutil.which("openssl") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("java and openssl are needed for the secure broker")
+        pytest.skip("java and openssl are needed for the secure broker")
+    kafka = LocalKafka(tmp_path_factory.mktemp("kafka-secure"), port=free_port(),
+                       controller_port=free_port(), heap_mb=384, progress=lambda m: None,
+                       secure=True, mtls_port=free_port())
+    try:
+        kafka.up(timeout_s=90)
+        kafka.create_topics([*TELEMETRY, "cpn.deadletter"], partitions=1)
+        yield kafka
+    finally:
+        kafka.down(timeout_s=15)
+
+
+def _round_trip(config: dict[str, Any], topic: str, value: bytes) -> bytes:
+    producer = Producer({**config, "acks": "all"})
+    producer.produce(topic, value, key=b"k")
+    assert producer.flush(15) == 0
+    consumer = Consumer({**config, "group.id": f"g-{uuid.uuid4().hex[:6]}",
+                         "auto.offset.reset": "earliest"})
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None and message.value() == value:
+                return message.value()  # type: ignore[no-any-return]
+        raise AssertionError("message not consumed within 20 s")
+    finally:
+        consumer.close()
+
+
+def _refused(config: dict[str, Any], deadline_s: float = 10) -> list[KafkaError]:
+    """The errors a client meets at connect time; the broker must refuse it within the deadline."""
+    errors: list[KafkaError] = []
+    producer = Producer({**config, **QUIET, "error_cb": errors.append})
+    deadline = time.monotonic() + deadline_s
+    while not errors and time.monotonic() < deadline:
+        producer.poll(0.1)
+    assert errors, f"no error within {deadline_s} s"
+    with pytest.raises(KafkaException):  # and it gets no metadata at all
+        producer.list_topics(timeout=1)
+    producer.poll(0.1)
+    return errors
+
+
+def test_good_principal_produces_and_consumes_over_sasl_ssl(secure: LocalKafka) -> None:
+    config = secure.client_config("admin", extra=QUIET)
+    assert config["security.protocol"] == "SASL_SSL"
+    assert config["sasl.mechanism"] == "SCRAM-SHA-512"
+    value = f"hello {uuid.uuid4()}".encode()
+    assert _round_trip(config, "cpn.capacity", value) == value
+
+
+def test_wrong_password_is_an_authentication_error(secure: LocalKafka) -> None:
+    errors = _refused(secure.client_config("admin", password="wrong-password"))
+    assert any(e.code() == KafkaError._AUTHENTICATION for e in errors), errors
+
+
+def test_unknown_user_is_an_authentication_error(secure: LocalKafka) -> None:
+    errors = _refused(secure.client_config("nobody", password="x"))
+    assert any(e.code() == KafkaError._AUTHENTICATION for e in errors), errors
+
+
+def test_unauthenticated_plaintext_client_is_refused(secure: LocalKafka) -> None:
+    _refused({"bootstrap.servers": secure.bootstrap})
+    _refused({"bootstrap.servers": f"127.0.0.1:{secure.mtls_port}"})  # nor on the mTLS listener
+
+
+def test_tls_without_a_client_certificate_is_refused_on_the_mtls_listener(
+        secure: LocalKafka) -> None:
+    _refused({"bootstrap.servers": f"127.0.0.1:{secure.mtls_port}", "security.protocol": "SSL",
+              "ssl.ca.location": str(secure.secure_dir / "ca.pem")})
+
+
+def _run_documented_acls(secure: LocalKafka) -> None:
+    """Run the kafka-acls commands of deploy/kafka/acls.md, verbatim, with Kafka's AclCommand."""
+    block = ACLS_DOC.read_text().split("<!-- acls:begin -->")[1].split("<!-- acls:end -->")[0]
+    commands = [line for line in block.splitlines() if line.startswith("kafka-acls.sh ")]
+    assert len(commands) >= 4
+    java = shutil.which("java")
+    assert java is not None
+    running = []
+    for command in commands:  # in parallel: each is a JVM start
+        args = re.findall(r'"[^"]*"|\S+', command)[1:]
+        args = [secure.bootstrap if a == '"$BOOTSTRAP"' else a for a in args]
+        args = [str(secure.secure_dir / "admin.properties") if a == "admin.properties" else a
+                for a in args]
+        running.append(subprocess.Popen(
+            [java, "-Xmx128m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xshare:auto",
+             "-Dlog4j.configuration=file:" + str(secure.home / "log4j.properties"),
+             "-cp", str(secure.jars_dir / "*"), "kafka.admin.AclCommand", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    for child in running:
+        output, _ = child.communicate(timeout=60)
+        assert child.returncode == 0, output
+
+
+@pytest.fixture(scope="module")
+def acls(secure: LocalKafka) -> dict[str, str]:
+    """The documented ACLs applied; SCRAM users for one DC and the workers (name -> password)."""
+    users = {"gz-guian-01": uuid.uuid4().hex, "surplus-worker": uuid.uuid4().hex}
+    for name, password in users.items():
+        secure.add_scram_user(name, password)
+    _run_documented_acls(secure)
+    return users
+
+
+def _deliver(config: dict[str, Any], topic: str) -> KafkaError | None:
+    outcome: list[KafkaError | None] = []
+    producer = Producer({**config, **QUIET, "message.timeout.ms": 10000})
+    producer.produce(topic, b"{}", key=b"gz-guian-01",
+                     on_delivery=lambda err, _msg: outcome.append(err))
+    producer.flush(15)
+    assert outcome, "no delivery report within 15 s"
+    return outcome[0]
+
+
+def test_a_dc_principal_may_only_write_telemetry(secure: LocalKafka,
+                                                 acls: dict[str, str]) -> None:
+    dc = secure.client_config("gz-guian-01", acls["gz-guian-01"])
+    for topic in TELEMETRY:
+        assert _deliver(dc, topic) is None, topic
+    denied = _deliver(dc, "cpn.deadletter")
+    assert denied is not None and denied.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    consumer = Consumer({**dc, **QUIET, "group.id": "surplus-workers",
+                         "auto.offset.reset": "earliest"})
+    try:
+        consumer.subscribe(["cpn.capacity"])
+        error = None
+        deadline = time.monotonic() + 15
+        while error is None and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is not None:
+                error = message.error()
+            assert message is None or message.error() is not None, "a DC read telemetry"
+        assert error is not None and "AUTHORIZATION" in error.name(), error
+    finally:
+        consumer.close()
+
+
+def test_the_worker_principal_reads_telemetry_and_writes_dead_letters(
+        secure: LocalKafka, acls: dict[str, str]) -> None:
+    worker = secure.client_config("surplus-worker", acls["surplus-worker"])
+    assert _deliver(worker, "cpn.deadletter") is None
+    denied = _deliver(worker, "cpn.capacity")  # workers do not forge telemetry
+    assert denied is not None and denied.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    consumer = Consumer({**worker, **QUIET, "group.id": "surplus-workers",
+                         "auto.offset.reset": "earliest"})
+    try:
+        consumer.subscribe(["cpn.registry"])
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None:
+                assert message.error() is None, message.error()
+                return
+        raise AssertionError("the worker read nothing from cpn.registry")
+    finally:
+        consumer.close()
+
+
+def _env(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
+    for name in list(os.environ):
+        if name.startswith("KAFKA_"):
+            monkeypatch.delenv(name)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_settings_from_env_reach_the_broker_through_both_clients(
+        secure: LocalKafka, monkeypatch: pytest.MonkeyPatch) -> None:
+    """KAFKA_* as documented: librdkafka (agents, admin) and faust's aiokafka (workers)."""
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    from streams.app import _credentials
+    from surplus.kafka_admin import ensure_topics
+
+    _env(monkeypatch, secure.client_env())
+    topic = f"cpn.t{uuid.uuid4().hex[:8]}"
+    assert ensure_topics(secure.bootstrap, [topic], partitions=1) == [topic]
+    auth = credentials_to_aiokafka_auth(_credentials())
+    assert auth["security_protocol"] == "SASL_SSL" and auth["sasl_mechanism"] == "SCRAM-SHA-512"
+    value = uuid.uuid4().bytes
+    assert asyncio.run(_aiokafka_round_trip(secure.bootstrap, topic, value, auth)) == value
+
+
+def test_mtls_client_from_env(secure: LocalKafka, monkeypatch: pytest.MonkeyPatch) -> None:
+    """KAFKA_SECURITY_PROTOCOL=SSL with a client certificate: principal = its CN (a super user
+    here, so that this tests authentication, not the ACLs)."""
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    from streams.app import _credentials
+    from surplus.kafka_admin import client_config
+
+    cert, key = secure.issue_client_cert("admin")
+    _env(monkeypatch, {"KAFKA_SECURITY_PROTOCOL": "SSL",
+                       "KAFKA_SSL_CAFILE": str(secure.secure_dir / "ca.pem"),
+                       "KAFKA_SSL_CERTFILE": str(cert), "KAFKA_SSL_KEYFILE": str(key)})
+    bootstrap = f"127.0.0.1:{secure.mtls_port}"
+    value = uuid.uuid4().bytes
+    assert _round_trip(client_config(bootstrap, QUIET), "cpn.power", value) == value
+    auth = credentials_to_aiokafka_auth(_credentials())
+    assert auth["security_protocol"] == "SSL"
+    assert asyncio.run(_aiokafka_round_trip(bootstrap, "cpn.power", value, auth)) == value
+
+
+async def _aiokafka_round_trip(bootstrap: str, topic: str, value: bytes,
+                               auth: Any) -> bytes:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **auth)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value)
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="earliest", **auth)
+    await consumer.start()
+    try:
+        async with asyncio.timeout(20):
+            async for message in consumer:
+                if message.value == value:
+                    return value
+    finally:
+        await consumer.stop()
+    raise AssertionError("unreachable")
+
+
+def test_cli_up_secure_is_idempotent_and_status_says_sasl_ssl(secure: LocalKafka) -> None:
+    cli = [str(BIN / "surplus")] if (BIN / "surplus").is_file() else [sys.executable, "-m",
+                                                                        "surplus.cli"]
+    env = {**os.environ, "SURPLUS_KAFKA_HOME": str(secure.home),
+           "SURPLUS_KAFKA_PORT": str(secure.port)}
+    up = subprocess.run([*cli, "kafka", "up", "--secure"], env=env, capture_output=True,
+                        text=True, timeout=60, check=False)
+    assert up.returncode == 0, up.stderr
+    assert up.stdout.strip().splitlines()[-1] == secure.bootstrap
+    status = subprocess.run([*cli, "kafka", "status"], env=env, capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert "SASL_SSL" in status.stdout
+    password = secure.client_env()["KAFKA_SASL_PASSWORD"]
+    assert password not in up.stdout + up.stderr + status.stdout + status.stderr
+    for name in ("client.env", "admin.properties", "passwords.json", "ca.key", "broker.key"):
+        assert (secure.secure_dir / name).stat().st_mode & 0o077 == 0, name
+    assert secure.props_file.stat().st_mode & 0o077 == 0
