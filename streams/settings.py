@@ -53,7 +53,7 @@ class WorkerSettings(BaseSettings):
     batch_max_events: int = Field(20_000, ge=1, description="flush a batch at this many events")
     batch_max_wait_ms: int = Field(500, ge=1, description="or when its oldest event is this old")
     session_timeout_s: float = Field(
-        30.0, ge=6, le=300, description="consumer group session timeout: how soon a dead worker's partitions move"
+        30.0, ge=6, le=300, description="group session timeout: how soon a dead worker's partitions move"
     )
     insert_retries: int = Field(5, ge=0, description="ClickHouse write attempts before crashing")
     insert_backoff_s: float = Field(0.5, gt=0, description="first retry delay, doubled each time")
