@@ -75,7 +75,8 @@ def connect(url: str, database: str | None = None) -> tuple[Client, Target]:
         client = clickhouse_connect.get_client(dsn=target.dsn)
     except (ClickHouseError, OSError) as exc:
         text = str(exc)
-        if target.embedded and ("lock" in text.lower() or "already" in text.lower()):
+        lowered = text.lower()
+        if target.embedded and any(w in lowered for w in ("lock", "already", "embeddedserver")):
             raise UserError(
                 f"the embedded store {target.dsn} is in use by another process "
                 "(a running worker or demo?); stop it, or query through it"
