@@ -160,6 +160,14 @@ def test_spoofed_events_are_dead_letters_and_change_no_figure(handler: Handler,
     payloads = store.rows("SELECT payload FROM {db}.deadletter FINAL ORDER BY offset")
     assert payloads[4][0].encode() == spoofs[4].value  # the original bytes are kept
 
+    # control: without signature checks the same records do move the figures
+    handler.verifier = None
+    asyncio.run(handler(spoofs))
+    after = figures(store)
+    assert after["ledger"] != before["ledger"]
+    assert after["dc_surplus_minute"] != before["dc_surplus_minute"]
+    assert after["datacenters"] != before["datacenters"]
+
 
 def test_rotation_both_keys_in_the_overlap_only_the_new_after(handler: Handler,
                                                             store: Any) -> None:
