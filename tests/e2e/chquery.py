@@ -33,6 +33,10 @@ def main() -> int:
     client, target = connect(url)
     out: dict[str, Any] = {}
     for name, sql in queries.items():
+        if sql.lstrip().upper().startswith(("INSERT", "ALTER", "OPTIMIZE")):
+            client.command(sql.replace("{db}", target.database))
+            out[name] = []
+            continue
         result = client.query(sql.replace("{db}", target.database))
         out[name] = [
             {c: plain(v) for c, v in zip(result.column_names, row, strict=True)} for row in result.result_rows

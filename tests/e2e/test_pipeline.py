@@ -6,6 +6,9 @@ messages, SIGKILLs mid-stream and a consumer-group reset (issues #4 and #5).
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -152,6 +155,22 @@ def test_exact_under_duplicates_shuffling_poison_and_replay(setup: dict[str, Any
     for name in RELATIONS:
         assert second[name] == first[name] or name == "freshness", name
     assert int(second["raw_ledger"][0]["n"]) >= len(first["ledger"])  # rows written twice, counted once
+
+    # the ledger reconciles with the raw job totals, and a planted difference is caught
+    done = reconcile(s["url"])
+    assert done.returncode == 0 and "0 differences" in done.stdout, done.stdout + done.stderr
+    query(s["url"], {"plant": "INSERT INTO {db}.ledger_entries (entry_id, dc_id, job_id, tenant_id, seq, "
+                              "device_seconds, amount_cny) VALUES ('dc-03/job-3-0/999', 'dc-03', 'job-3-0', "
+                              "'uni-lab', 999, 60, 1)"})
+    done = reconcile(s["url"])
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "job-3-0" in done.stdout and "Traceback" not in done.stderr
+
+
+def reconcile(url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "surplus.cli", "ledger", "reconcile", "--url", url],
+                          capture_output=True, text=True, timeout=120, check=False,
+                          env={**os.environ, "COLUMNS": "200"})
 
 
 def test_exact_after_three_sigkills_mid_stream(setup: dict[str, Any]) -> None:
