@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 import httpx
 
@@ -35,8 +36,8 @@ class Outcome:
 
 def backoff_s(receiver: Receiver, attempt: int, rng: Callable[[], float] = random.random) -> float:
     """Delay after failed attempt number `attempt` (1-based): doubling, capped, +-50 % jitter."""
-    base = min(receiver.max_backoff_s, receiver.backoff_s * 2 ** (attempt - 1))
-    return base * (0.5 + rng())
+    base = min(receiver.max_backoff_s, receiver.backoff_s * 2.0 ** (attempt - 1))
+    return float(base * (0.5 + rng()))
 
 
 def headers(receiver: Receiver, n: Notification, now_s: int) -> dict[str, str]:
@@ -111,7 +112,9 @@ class Deliverer:
             error = f"{type(exc).__name__}: {exc}"[:300]
         latency_ms = (time.perf_counter() - started) * 1000
         if self.on_attempt is not None:
-            outcome = "delivered" if not error else ("retry" if retry and attempt < budget else "failed")
+            outcome: Literal["delivered", "retry", "failed"] = "delivered"
+            if error:
+                outcome = "retry" if retry and attempt < budget else "failed"
             await self.on_attempt(
                 Attempt(
                     ts=self.clock(),

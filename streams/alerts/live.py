@@ -60,6 +60,7 @@ class LiveState:
     max_event: datetime | None = None
     last_event_wall: datetime | None = None
     clock: datetime | None = None
+    pruned_at: datetime | None = None
 
     def hub(self, dc_id: str) -> str:
         known = self.hub_of.get(dc_id)
@@ -143,6 +144,9 @@ class LiveState:
             )
 
     def _prune(self, wall: datetime) -> None:
+        if self.pruned_at is not None and (wall - self.pruned_at).total_seconds() < 60:
+            return
+        self.pruned_at = wall
         if self.max_event is not None:
             floor = hour_of(self.max_event) - KEEP_HOURS * HOUR
             for key in [k for k in self.energy if k[1] < floor]:

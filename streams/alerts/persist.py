@@ -68,7 +68,7 @@ class AlertStore:
 
     def _query(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
         result = self.client.query(sql.replace("{db}", self.database), parameters=params)
-        return list(result.result_rows)
+        return [tuple(row) for row in result.result_rows]
 
     # --- alert state ---------------------------------------------------------------------
 

@@ -32,18 +32,18 @@ def attach_alerts(app: Any, handler: Any, settings: Any, client: Any, database: 
                         "run `surplus db migrate`") from None
     handler.observers.append(engine.observe)
 
-    @app.task
+    @app.task  # type: ignore[untyped-decorator]
     async def _alerts_senders() -> None:
         engine.start()
 
-    @app.timer(rules.engine.evaluation_interval_s, name="alerts-evaluate")
+    @app.timer(rules.engine.evaluation_interval_s, name="alerts-evaluate")  # type: ignore[untyped-decorator]
     async def _alerts_evaluate() -> None:
         try:
             await engine.tick()
         except Exception:  # an alerting fault must not stop the data pipeline
             log.exception("alerts: evaluation failed; trying again at the next tick")
 
-    @app.on_before_shutdown.connect
+    @app.on_before_shutdown.connect  # type: ignore[untyped-decorator]
     async def _alerts_stop(sender: Any, **kwargs: Any) -> None:
         await engine.close()
 

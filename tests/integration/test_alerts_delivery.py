@@ -158,3 +158,27 @@ def test_test_command_reports_an_unreachable_receiver(tmp_path: Path,
 def test_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["alerts", command, "--help"]) == 0
     assert "--rules" in capsys.readouterr().out
+
+
+def test_what_is_still_queued_at_shutdown_is_kept(store: Any) -> None:
+    rules = rules_for("http://127.0.0.1:9/hook")
+
+    async def scenario() -> None:
+        engine = engine_from(rules, store.client, store.database, clock=lambda: NOW)
+        engine.live.seed({"dc-a": NOW - timedelta(seconds=300), "dc-b": NOW}, {})
+        assert len(await engine.tick()) == 1  # queued; no sender was started
+        await engine.close()
+
+    asyncio.run(scenario())
+    kept = store.rows("SELECT attempts, last_error FROM {db}.alert_undelivered FINAL")
+    assert kept == [(0, "worker stopped before delivery")]
+
+
+def test_backoff_doubles_is_capped_and_jittered() -> None:
+    from streams.alerts.delivery import backoff_s
+
+    receiver = rules_for("http://127.0.0.1:9/hook").receiver[0].model_copy(
+        update={"backoff_s": 1.0, "max_backoff_s": 5.0})
+    assert [backoff_s(receiver, n, rng=lambda: 0.5) for n in (1, 2, 3, 4)] == [1, 2, 4, 5]
+    assert backoff_s(receiver, 1, rng=lambda: 0.0) == 0.5
+    assert backoff_s(receiver, 1, rng=lambda: 0.999) < 1.5
