@@ -1,0 +1,178 @@
+"""The agent's Kafka producer (idempotent, acks=all, lz4) and topic set-up. I/O: the ONLY
+module of agents/ that imports confluent_kafka.
+
+An event is done only when its delivery report says so: `send` hands a spool record to
+librdkafka and the report calls back with the record and `None` or a `DeliveryError`. Messages
+never time out inside librdkafka by default (`message_timeout_ms = 0`): during a broker outage
+they wait and are retried in order, while the spool keeps them safe from a crash.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from agents.delivery import DeliveryError, OnDelivery
+from agents.records import TOPIC_OF_KIND, Record
+from schemas.events import CONTENT_TYPE
+from schemas.topics import Topics
+from surplus.errors import UserError
+
+if TYPE_CHECKING:
+    from agents.settings import KafkaSettings
+
+log = logging.getLogger("agents.kafka")
+
+# errors after which resending the same bytes can never succeed: the record is given up
+PERMANENT = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_RECORD,
+                       KafkaError.INVALID_MSG, KafkaError.INVALID_MSG_SIZE,
+                       KafkaError.RECORD_LIST_TOO_LARGE})
+PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
+
+
+Signer = Callable[[bytes], tuple[str, bytes]]
+
+
+def producer_config(kafka: KafkaSettings, client_id: str) -> dict[str, Any]:
+    """librdkafka settings: idempotence, acks=all, lz4, batching, security, then `extra`."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": kafka.bootstrap,
+        "client.id": client_id,
+        "enable.idempotence": True,
+        "acks": "all",
+        "compression.type": "lz4",
+        "linger.ms": kafka.linger_ms,
+        "message.timeout.ms": kafka.message_timeout_ms,
+        "queue.buffering.max.messages": max(1000, kafka.max_in_flight_events * 2),
+        "security.protocol": kafka.security_protocol,
+        "logger": logging.getLogger("agents.librdkafka"),
+    }
+    if kafka.security_protocol.startswith("SASL"):
+        config["sasl.mechanism"] = kafka.sasl_mechanism
+        config["sasl.username"] = kafka.username or ""
+        config["sasl.password"] = kafka.password.get_secret_value() if kafka.password else ""
+    for name, path in (("ssl.ca.location", kafka.ssl_ca_location),
+                       ("ssl.certificate.location", kafka.ssl_certificate_location),
+                       ("ssl.key.location", kafka.ssl_key_location)):
+        if path is not None:
+            config[name] = str(path)
+    config.update(kafka.extra)
+    return config
+
+
+class KafkaPublisher:
+    """Sends spool records to their topics, key = dc_id, with the CloudEvents content type."""
+
+    def __init__(self, kafka: KafkaSettings, *, on_delivery: OnDelivery,
+                 client_id: str = "surplus-agent", signer: Signer | None = None) -> None:
+        self.kafka = kafka
+        self.topics = {kind: Topics(kafka.topic_prefix).name(short)
+                       for kind, short in TOPIC_OF_KIND.items()}
+        self._on_delivery = on_delivery
+        self._signer = signer
+        self._config = producer_config(kafka, client_id)
+        self._config["error_cb"] = self._error
+        self._last_error: dict[str, float] = {}
+        self._producer = self._new_producer()
+
+    def _new_producer(self) -> Producer:
+        try:
+            return Producer(self._config)
+        except (KafkaException, ValueError, TypeError) as exc:
+            raise UserError(f"bad Kafka settings: {exc}") from None
+
+    def _error(self, err: KafkaError) -> None:
+        text = err.str()
+        now = time.monotonic()
+        if now - self._last_error.get(text, -1e9) >= 30:  # a down broker repeats itself
+            self._last_error[text] = now
+            log.warning("kafka: %s", text)
+
+    def send(self, rec: Record) -> bool:
+        """Hand one record to librdkafka; False when its queue is full (poll, then retry)."""
+        headers = [("content-type", CONTENT_TYPE.encode())]
+        if self._signer is not None:
+            headers.append(self._signer(rec.value))
+        try:
+            self._producer.produce(self.topics[rec.kind], rec.value, rec.key, headers=headers,
+                                   on_delivery=lambda err, _msg: self._report(rec, err))
+        except BufferError:
+            return False
+        return True
+
+    def _report(self, rec: Record, err: KafkaError | None) -> None:
+        if err is None:
+            self._on_delivery(rec, None)
+            return
+        code = err.code()
+        self._on_delivery(rec, DeliveryError(
+            err.name(), err.str(), permanent=code in PERMANENT, fatal=err.fatal(),
+            purged=code in PURGED))
+
+    def poll(self, timeout_s: float = 0.0) -> int:
+        """Serve delivery reports (and logs) for up to `timeout_s`; return how many were served."""
+        served: int = self._producer.poll(timeout_s)
+        return served
+
+    def flush(self, timeout_s: float) -> int:
+        """Wait for outstanding deliveries; return how many are still outstanding."""
+        left: int = self._producer.flush(timeout_s)
+        return left
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._producer)
+
+    def reset(self) -> None:
+        """Drop everything queued and start a fresh producer (after a fatal error)."""
+        self._producer.purge(in_queue=True, in_flight=True, blocking=False)
+        self._producer.poll(0)
+        self._producer = self._new_producer()
+
+    def close(self, timeout_s: float) -> int:
+        return self.flush(timeout_s)
+
+
+def ensure_topics(kafka: KafkaSettings, partitions: int = 3, timeout_s: float = 15) -> list[str]:
+    """Create the five telemetry topics under the prefix if they are missing (for local setups)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    config = producer_config(kafka, "surplus-agent-admin")
+    admin = AdminClient({k: v for k, v in config.items() if not k.startswith(
+        ("enable.", "acks", "compression", "linger", "message.", "queue."))})
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+    except KafkaException as exc:
+        raise UserError(f"cannot reach Kafka at {kafka.bootstrap}: {exc.args[0]}") from None
+    wanted = [n for n in Topics(kafka.topic_prefix).telemetry if n not in existing]
+    if not wanted:
+        return []
+    futures = admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1)
+                                   for n in wanted], operation_timeout=timeout_s)
+    for name, future in futures.items():
+        try:
+            future.result(timeout=timeout_s)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise UserError(f"cannot create topic {name}: {exc.args[0].str()}") from None
+    return wanted
+
+
+def make_signer(path: object, dc_id: str) -> Signer:
+    """A signer from a DC's key file, via schemas.signing (UserError if unusable or unavailable)."""
+    try:
+        from schemas.signing import load_signing_key, sign
+    except ImportError:
+        raise UserError("signing_key_file is set but schemas.signing is not available in this "
+                        "install; unset it or upgrade surplus") from None
+    try:
+        key = load_signing_key(path)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise UserError(f"signing key: {exc}") from None
+    if getattr(key, "dc_id", dc_id) != dc_id:
+        raise UserError(f"signing key {path} belongs to DC {key.dc_id!r}, this agent is {dc_id!r}")
+    return lambda value: sign(value, key)

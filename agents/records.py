@@ -1,0 +1,106 @@
+"""What the agent sends: CloudEvent dicts, their stable ids, and spool records (kind, key, bytes). Pure.
+
+A collector returns CloudEvent dicts (`schemas.events.make_event`); the agent serialises each once
+to compact JSON, and those bytes are what the spool stores and Kafka receives, resends included.
+Event ids are `<short type>-<pool or job or ->-<event time in ms>` (job events: `job-<job>-<seq>`),
+so the same measurement always carries the same id and the dedup key (`source`+`id`) holds.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+from schemas.events import Registration, Strict, make_event
+from schemas.topics import TOPIC_OF_TYPE
+
+if TYPE_CHECKING:
+    from agents.settings import DataCenter
+
+CloudEvent = dict[str, Any]
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+# kind codes stored in the spool (one byte); JOB is the metering the spool never drops
+REGISTRY, CAPACITY, POWER, JOB, HEARTBEAT = 0, 1, 2, 3, 4
+KIND_OF_TYPE: Final = {
+    "cpn.dc.v1": REGISTRY,
+    "cpn.capacity.v1": CAPACITY,
+    "cpn.power.v1": POWER,
+    "cpn.job.v1": JOB,
+    "cpn.heartbeat.v1": HEARTBEAT,
+}
+TYPE_OF_KIND: Final = {kind: t for t, kind in KIND_OF_TYPE.items()}
+TOPIC_OF_KIND: Final = {kind: TOPIC_OF_TYPE[t] for t, kind in KIND_OF_TYPE.items()}
+KIND_NAMES: Final = {kind: TOPIC_OF_KIND[kind] for kind in TYPE_OF_KIND}
+SHORT: Final = {"cpn.dc.v1": "reg", "cpn.capacity.v1": "cap", "cpn.power.v1": "pwr",
+                "cpn.job.v1": "job", "cpn.heartbeat.v1": "hb"}
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One spooled event: its spool position, event time, kind, message key and value bytes."""
+
+    seq: int
+    time_ms: int
+    kind: int
+    key: bytes
+    value: bytes
+
+
+def to_ms(t: datetime) -> int:
+    """Milliseconds since the epoch of an aware time."""
+    return (t - EPOCH) // timedelta(milliseconds=1)
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def trunc_ms(t: datetime) -> datetime:
+    """`t` in UTC with its microseconds cut to milliseconds (what the wire carries)."""
+    t = t.astimezone(UTC)
+    return t.replace(microsecond=t.microsecond // 1000 * 1000)
+
+
+def event_id(event_type: str, subject: str | None, t: datetime) -> str:
+    """`cap-<pool>-<ms>`, `pwr-<ms>`...: unique per DC and stable for one measurement."""
+    middle = f"{subject}-" if subject else ""
+    return f"{SHORT[event_type]}-{middle}{to_ms(t)}"
+
+
+def job_event_id(job_id: str, seq: int) -> str:
+    """`job-<job>-<seq>`: a job's events are numbered by their rising `seq`."""
+    return f"job-{job_id}-{seq}"
+
+
+def build(event_type: str, t: datetime, data: Strict, subject: str | None = None,
+          ident: str | None = None) -> CloudEvent:
+    """A CloudEvent dict at time `t` (cut to ms) with a stable id (given, or from type/subject/t)."""
+    t = trunc_ms(t)
+    return make_event(event_type, ident or event_id(event_type, subject, t), t, data)
+
+
+def serialise(event: CloudEvent) -> bytes:
+    """Compact UTF-8 JSON: the exact bytes the spool keeps and Kafka receives."""
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def event_time(event: CloudEvent) -> datetime:
+    return datetime.fromisoformat(str(event["time"]))
+
+
+def to_record(event: CloudEvent) -> tuple[int, int, bytes, bytes]:
+    """(kind, time_ms, key, value) of an event, ready to append to the spool."""
+    kind = KIND_OF_TYPE[event["type"]]
+    key = str(event["data"]["dc_id"]).encode("utf-8")
+    return kind, to_ms(event_time(event)), key, serialise(event)
+
+
+def registration_event(dc: DataCenter, t: datetime) -> CloudEvent:
+    """The `cpn.dc.v1` event of a DC at time `t` (sent at start and daily)."""
+    data = Registration(dc_id=dc.dc_id, name=dc.name, operator=dc.operator, province=dc.province,
+                        hub=dc.hub, cluster=dc.cluster, lat=dc.lat, lon=dc.lon,
+                        racks_total=dc.racks_total)
+    return build("cpn.dc.v1", t, data)

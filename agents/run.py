@@ -1,0 +1,201 @@
+"""The agent loop: registration, heartbeat and collectors on their cadences, into an outbox. Wiring.
+
+One `Agent` is one data center: on its first `step(now)` it registers (`cpn.dc.v1`), then at each
+step it runs whatever is due at `now` (collectors on their `interval_s` grid, the heartbeat, the
+daily registration) and spools the events in one batch. A collector that fails is logged in one
+line and retried at its next turn; the others go on. A `Fleet` steps many agents that share one
+outbox (one spool, one producer) and one clock, which is how the demo runs dozens of simulated
+DCs in one process on accelerated event time; a lone agent is a fleet of one.
+
+    agent = Agent.from_settings(load_settings(Path("agent.toml")))    # the `surplus agent` path
+    agent.run(stop)                  # until `stop` (a threading.Event) is set; then
+    agent.close(timeout_s=10)        # flush what it can; the rest stays in the spool
+
+    fleet = Fleet.simulated(national_fleet(40, seed=7), kafka=KafkaSettings(bootstrap=b),
+                            spool=SpoolSettings(path=d), clock=SimClock(t0, speed=60))
+    fleet.run_for(3600)              # one hour of event time, one minute of real time
+    fleet.close()
+
+    fleet.step(now)                  # or drive it yourself, e.g. with a ManualClock
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from agents import __version__
+from agents.clock import Clock, SystemClock
+from agents.collectors import Collector
+from agents.fleet import SimDC
+from agents.outbox import Outbox
+from agents.records import CloudEvent, build, registration_event, to_ms
+from agents.settings import AgentSettings, DataCenter, Intervals, KafkaSettings, SpoolSettings
+from agents.wiring import build_collectors, build_outbox, simulator_for
+from schemas.events import Heartbeat
+
+log = logging.getLogger("agents")
+MAX_WAIT_S = 0.5  # the loop serves delivery reports and checks `stop` at least this often
+
+
+class Agent:
+    """One DC: its identity, its collectors and the cadences they run on."""
+
+    def __init__(self, dc: DataCenter, collectors: Sequence[Collector], *, outbox: Outbox,
+                 clock: Clock | None = None, intervals: Intervals | None = None,
+                 state_file: Path | None = None) -> None:
+        self.dc, self.collectors, self.outbox = dc, list(collectors), outbox
+        self.clock = clock or SystemClock()
+        self.intervals = intervals or Intervals()
+        self.state_file = state_file
+        self.boot_id = uuid.uuid4().hex
+        self.counts: Counter[str] = Counter()  # events by type, and `<collector>_errors`
+        self._started: datetime | None = None
+        self._due: dict[str, datetime] = {}
+        self._failing: Counter[str] = Counter()
+
+    @classmethod
+    def from_settings(cls, settings: AgentSettings, *, clock: Clock | None = None,
+                      collectors: Sequence[Collector] | None = None,
+                      outbox: Outbox | None = None) -> Agent:
+        """Collectors, spool and Kafka producer as the settings say (what `surplus agent` runs)."""
+        clock = clock or SystemClock()
+        outbox = outbox or build_outbox(settings.kafka, settings.spool,
+                                        signing_key_file=settings.signing_key_file,
+                                        dc_id=settings.dc.dc_id)
+        if collectors is None:
+            collectors = build_collectors(settings, start=clock.now())
+        return cls(settings.dc, collectors, outbox=outbox, clock=clock,
+                   intervals=settings.intervals, state_file=settings.spool.path / "agent-clock")
+
+    # -- one step ------------------------------------------------------------------------------
+
+    def step(self, now: datetime | None = None) -> int:
+        """Run what is due at `now` (default: the clock) and spool it; return the events spooled."""
+        now = now or self.clock.now()
+        events: list[CloudEvent] = []
+        if self._started is None:
+            self._started = now
+            self._due = {"registry": now, "heartbeat": now}
+            self._due.update({c.name: now for c in self.collectors})
+        for collector in self.collectors:
+            if now >= self._due[collector.name]:
+                events += self._collect(collector, now)
+                self._due[collector.name] = _next_tick(now, collector.interval_s)
+        if now >= self._due["registry"]:
+            events.append(registration_event(self.dc, now))
+            self._due["registry"] = now + timedelta(seconds=self.intervals.registry_s)
+        if now >= self._due["heartbeat"]:
+            events.append(self._heartbeat(now, pending=len(events)))
+            self._due["heartbeat"] = _next_tick(now, self.intervals.heartbeat_s)
+            self._save_clock(now)
+        if events:
+            self.counts.update(e["type"] for e in events)
+            self.outbox.put(events)
+        return len(events)
+
+    def _collect(self, collector: Collector, now: datetime) -> list[CloudEvent]:
+        try:
+            events = collector.collect(now)
+        except Exception as exc:  # any collector bug: one line, retried next turn
+            self.counts[f"{collector.name}_errors"] += 1
+            self._failing[collector.name] += 1
+            n = self._failing[collector.name]
+            if n == 1 or n % 20 == 0:
+                detail = str(exc) or type(exc).__name__
+                log.warning("collector %s failed (%d in a row): %s", collector.name, n, detail)
+            return []
+        if self._failing.pop(collector.name, 0):
+            log.info("collector %s works again", collector.name)
+        return events
+
+    def _heartbeat(self, now: datetime, pending: int) -> CloudEvent:
+        assert self._started is not None
+        data = Heartbeat(dc_id=self.dc.dc_id, agent_version=__version__, boot_id=self.boot_id,
+                         uptime_s=round((now - self._started).total_seconds(), 3),
+                         spool_backlog_events=self.outbox.backlog + pending,
+                         spool_oldest_age_s=round(self.outbox.oldest_age_s(to_ms(now)), 3))
+        return build("cpn.heartbeat.v1", now, data)
+
+    def _save_clock(self, now: datetime) -> None:
+        if self.state_file is not None:
+            tmp = self.state_file.with_suffix(".tmp")
+            tmp.write_text(f"{to_ms(now)}\n")
+            tmp.replace(self.state_file)
+
+    def next_due(self) -> datetime:
+        return min(self._due.values()) if self._due else self.clock.now()
+
+    # -- running alone -------------------------------------------------------------------------
+
+    def run_for(self, seconds: float, stop: threading.Event | None = None) -> None:
+        Fleet([self], outbox=self.outbox, clock=self.clock).run_for(seconds, stop)
+
+    def run(self, stop: threading.Event) -> None:
+        Fleet([self], outbox=self.outbox, clock=self.clock).run(stop)
+
+    def close(self, timeout_s: float = 10.0) -> bool:
+        """Stop: flush for up to `timeout_s` and close the spool; True if nothing is left."""
+        if self._started is not None:
+            self._save_clock(self.clock.now())
+        return self.outbox.close(timeout_s)
+
+
+class Fleet:
+    """Agents sharing one outbox and one clock, stepped together."""
+
+    def __init__(self, agents: Iterable[Agent], *, outbox: Outbox, clock: Clock) -> None:
+        self.agents, self.outbox, self.clock = list(agents), outbox, clock
+
+    @classmethod
+    def simulated(cls, dcs: Sequence[SimDC], *, kafka: KafkaSettings, spool: SpoolSettings,
+                  clock: Clock, intervals: Intervals | None = None) -> Fleet:
+        """Simulated DCs (agents.fleet.national_fleet) publishing through one spool and producer."""
+        intervals = intervals or Intervals()
+        outbox = build_outbox(kafka, spool, client_id="surplus-fleet")
+        start = clock.now()
+        agents = [Agent(d.dc, [simulator_for(d, intervals, start)], outbox=outbox, clock=clock,
+                        intervals=intervals) for d in dcs]
+        return cls(agents, outbox=outbox, clock=clock)
+
+    def step(self, now: datetime | None = None) -> int:
+        now = now or self.clock.now()
+        spooled = sum(agent.step(now) for agent in self.agents)
+        self.outbox.pump()
+        return spooled
+
+    def run_for(self, seconds: float, stop: threading.Event | None = None) -> None:
+        """Run for `seconds` of the clock's time (event time: simulated seconds if accelerated)."""
+        self._loop(self.clock.now() + timedelta(seconds=seconds), stop or threading.Event())
+
+    def run(self, stop: threading.Event) -> None:
+        self._loop(None, stop)
+
+    def _loop(self, until: datetime | None, stop: threading.Event) -> None:
+        if self.clock.speed == float("inf"):
+            raise ValueError("a ManualClock does not run by itself: call step(now)")
+        while not stop.is_set():
+            now = self.clock.now()
+            if until is not None and now >= until:
+                break
+            self.step(now)
+            due = min(a.next_due() for a in self.agents)
+            if until is not None:
+                due = min(due, until)
+            wait = (due - self.clock.now()).total_seconds() / self.clock.speed
+            self.outbox.wait(min(max(wait, 0.0), MAX_WAIT_S))
+
+    def close(self, timeout_s: float = 10.0) -> bool:
+        return self.outbox.close(timeout_s)
+
+
+def _next_tick(now: datetime, interval_s: float) -> datetime:
+    """The next point after `now` on the `interval_s` grid (aligned to the epoch)."""
+    step_ms = max(1, int(interval_s * 1000))
+    return datetime.fromtimestamp((to_ms(now) // step_ms + 1) * step_ms / 1000, tz=now.tzinfo)
+

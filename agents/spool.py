@@ -1,0 +1,175 @@
+"""The agent's disk spool: every event is on disk before Kafka sees it, until delivered. I/O (files).
+
+Two segment logs under one directory and one byte bound: `jobs/` (job metering) and
+`telemetry/` (registry, capacity, power, heartbeat). Overflow policy `drop_oldest_telemetry`:
+when an append would pass `max_bytes`, whole telemetry segments are deleted oldest first and
+their undelivered events counted as dropped, by kind; job metering is never dropped. If only
+job metering is left and the bound is still hit, new telemetry is refused (and counted) rather
+than any job event, and job events are still written, past the bound (counted as
+`jobs_over_bound`): losing metering would lose money, so that is the operator's disk to size.
+
+fsync policy (per log): `always` fsyncs every append before the events go to Kafka; `batch`
+(default) fsyncs at most every `fsync_interval_s` and at close, so a power cut loses at most that
+interval (a killed process loses nothing: bytes are written before they are sent); `never`
+leaves it to the OS.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agents.records import JOB, KIND_NAMES, Record
+from agents.segments import HEAD, FsyncPolicy, Item, SegmentLog, parse
+
+log = logging.getLogger("agents.spool")
+
+
+class SpoolBusy(Exception):
+    """Another process holds this spool directory."""
+
+
+@dataclass
+class SpoolCounts:
+    """What the overflow policy did since the spool was opened."""
+
+    dropped: Counter[str] = field(default_factory=Counter)  # undelivered telemetry deleted, by kind
+    refused: Counter[str] = field(default_factory=Counter)  # telemetry not spooled: bound hit
+    jobs_over_bound: int = 0  # job events written past the bound (never dropped)
+
+
+@dataclass(frozen=True)
+class Appended:
+    records: list[Record]
+    refused: int
+
+
+class Spool:
+    """Telemetry and job metering on disk under one byte bound, replayed in order after a restart."""
+
+    def __init__(self, path: Path, *, max_bytes: int = 256 << 20, segment_bytes: int = 4 << 20,
+                 fsync: FsyncPolicy = "batch", fsync_interval_s: float = 0.2) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._lock)
+            raise SpoolBusy(f"spool {self.path} is in use by another agent") from None
+        self.max_bytes = max_bytes
+        seg = max(4096, min(segment_bytes, max_bytes // 8))
+        self.jobs = SegmentLog(self.path / "jobs", segment_bytes=seg, fsync=fsync,
+                               fsync_interval_s=fsync_interval_s)
+        self.telemetry = SegmentLog(self.path / "telemetry", segment_bytes=seg, fsync=fsync,
+                                    fsync_interval_s=fsync_interval_s)
+        self.counts = SpoolCounts()
+
+    def _log(self, kind: int) -> SegmentLog:
+        return self.jobs if kind == JOB else self.telemetry
+
+    @property
+    def torn(self) -> int:
+        """Segments whose torn or corrupt tail was skipped when the spool was opened."""
+        return self.jobs.torn + self.telemetry.torn
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def append(self, items: Sequence[Item]) -> Appended:
+        """Spool events (kind, time_ms, key, value), applying the overflow policy first."""
+        jobs = [i for i in items if i[0] == JOB]
+        tele = [i for i in items if i[0] != JOB]
+        need = sum(HEAD + len(i[2]) + len(i[3]) for i in items)
+        while self.nbytes + need > self.max_bytes and self.telemetry.segments:
+            self._drop_oldest_telemetry()
+        room = self.max_bytes - self.nbytes - sum(HEAD + len(i[2]) + len(i[3]) for i in jobs)
+        kept: list[Item] = []
+        for item in tele:
+            size = HEAD + len(item[2]) + len(item[3])
+            if size <= room:
+                kept.append(item)
+                room -= size
+            else:
+                self.counts.refused[KIND_NAMES[item[0]]] += 1
+        if room < 0:
+            self.counts.jobs_over_bound += len(jobs)
+            log.warning("spool over its bound of %d bytes with job metering only; job events are "
+                        "kept (never dropped), telemetry is refused", self.max_bytes)
+        records = self.jobs.append_many(jobs) + self.telemetry.append_many(kept)
+        return Appended(records, len(tele) - len(kept))
+
+    def _drop_oldest_telemetry(self) -> None:
+        seg = self.telemetry.segments[0]
+        kinds: Counter[str] = Counter()
+        data = seg.path.read_bytes()[:seg.nbytes]
+        offset = 0
+        while (parsed := parse(data, offset, None)) is not None:
+            rec, offset = parsed
+            if rec.seq >= self.telemetry.cursor:
+                kinds[KIND_NAMES[rec.kind]] += 1
+        undelivered = self.telemetry.drop_oldest()
+        if undelivered:
+            # acked-but-above-cursor records are few; scale the per-kind counts to the exact total
+            total = sum(kinds.values()) or 1
+            for name, n in kinds.items():
+                self.counts.dropped[name] += round(n * undelivered / total)
+            log.warning("spool full (%d bytes): dropped %d undelivered telemetry events (%s)",
+                        self.max_bytes, undelivered, ", ".join(f"{k} {v}" for k, v in kinds.items()))
+
+    # -- reading and acknowledging -------------------------------------------------------------
+
+    def read(self, max_records: int) -> list[Record]:
+        """Up to `max_records` unsent records: half from each log, in order within each."""
+        jobs = self.jobs.read(max(1, max_records // 2))
+        tele = self.telemetry.read(max_records - len(jobs))
+        if len(jobs) + len(tele) < max_records:
+            jobs += self.jobs.read(max_records - len(jobs) - len(tele))
+        return jobs + tele
+
+    def ack(self, kind: int, seq: int) -> None:
+        self._log(kind).ack(seq)
+
+    def rewind(self) -> None:
+        """Send every undelivered record again, in order (after a producer failure)."""
+        self.jobs.rewind()
+        self.telemetry.rewind()
+
+    @property
+    def unsent(self) -> int:
+        return self.jobs.unsent + self.telemetry.unsent
+
+    # -- figures and housekeeping --------------------------------------------------------------
+
+    @property
+    def nbytes(self) -> int:
+        return self.jobs.nbytes + self.telemetry.nbytes
+
+    @property
+    def backlog(self) -> int:
+        """Events spooled and not yet delivered."""
+        return self.jobs.backlog + self.telemetry.backlog
+
+    def oldest_time_ms(self) -> int | None:
+        times = [t for t in (self.jobs.oldest_time_ms(), self.telemetry.oldest_time_ms())
+                 if t is not None]
+        return min(times) if times else None
+
+    def tick(self) -> None:
+        self.jobs.tick()
+        self.telemetry.tick()
+
+    def save_cursor(self) -> None:
+        self.jobs.save_cursor()
+        self.telemetry.save_cursor()
+
+    def close(self) -> None:
+        self.jobs.close()
+        self.telemetry.close()
+        if self._lock >= 0:
+            os.close(self._lock)  # releases the flock
+            self._lock = -1

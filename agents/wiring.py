@@ -1,0 +1,77 @@
+"""Builds the agent's parts from settings: collectors, spool, producer and outbox. Wiring.
+
+The producer module (the only confluent-kafka importer) is imported here lazily, so the rest of
+agents/ (the simulator, the spool, the parsers) is usable without a broker or librdkafka.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from agents.collectors import Collector
+from agents.collectors.simulator import SimulatorCollector
+from agents.fleet import SimDC
+from agents.outbox import Outbox
+from agents.settings import AgentSettings, Intervals, KafkaSettings, SpoolSettings
+from agents.spool import Spool, SpoolBusy
+from surplus.errors import UserError
+
+
+def build_spool(spool: SpoolSettings) -> Spool:
+    try:
+        return Spool(spool.path, max_bytes=spool.max_bytes, segment_bytes=spool.segment_bytes,
+                     fsync=spool.fsync, fsync_interval_s=spool.fsync_interval_ms / 1000)
+    except SpoolBusy as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"cannot open the spool in {spool.path}: {exc.strerror or exc}") from None
+
+
+def build_outbox(kafka: KafkaSettings, spool: SpoolSettings, *, signing_key_file: Path | None = None,
+                 dc_id: str = "", client_id: str | None = None) -> Outbox:
+    """A spool and an idempotent Kafka producer wired together (creating topics if asked)."""
+    from agents.publisher import KafkaPublisher, ensure_topics, make_signer
+
+    signer = make_signer(signing_key_file, dc_id) if signing_key_file is not None else None
+    if kafka.create_topics:
+        ensure_topics(kafka)
+    name = client_id or f"surplus-agent-{dc_id}"
+    return Outbox(build_spool(spool),
+                  lambda on_delivery: KafkaPublisher(kafka, on_delivery=on_delivery,
+                                                     client_id=name, signer=signer),
+                  max_in_flight=kafka.max_in_flight_events)
+
+
+def simulator_for(d: SimDC, intervals: Intervals, start: datetime) -> SimulatorCollector:
+    return SimulatorCollector(d.dc, d.sim, intervals, start=start)
+
+
+def build_collectors(settings: AgentSettings, *, start: datetime) -> list[Collector]:
+    """The enabled collectors, in a fixed order (simulator, linux, nvidia, ascend, slurm)."""
+    c, i, dc_id = settings.collectors, settings.intervals, settings.dc.dc_id
+    out: list[Collector] = []
+    if c.simulator.enabled:
+        out.append(SimulatorCollector(settings.dc, c.simulator, i, start=start))
+    if c.linux.enabled:
+        from agents.collectors.linux import LinuxCollector
+
+        out.append(LinuxCollector(dc_id, c.linux.pool_id, c.linux.device_model, i.capacity_s,
+                                  proc_stat=c.linux.proc_stat))
+    if c.nvidia.enabled:
+        from agents.collectors.nvidia import NvidiaCollector
+
+        out.append(NvidiaCollector(dc_id, c.nvidia.pool_id, i.capacity_s,
+                                   device_model=c.nvidia.device_model,
+                                   command=c.nvidia.command or None, timeout_s=c.nvidia.timeout_s))
+    if c.ascend.enabled:
+        from agents.collectors.ascend import AscendCollector
+
+        out.append(AscendCollector(dc_id, c.ascend.pool_id, i.capacity_s,
+                                   device_model=c.ascend.device_model,
+                                   command=c.ascend.command or None, timeout_s=c.ascend.timeout_s))
+    if c.slurm.enabled:
+        from agents.collectors.slurm import SlurmCollector
+
+        out.append(SlurmCollector(dc_id, c.slurm, i.jobs_s))
+    return out
