@@ -114,12 +114,12 @@ def _status(exc: Exception) -> int | None:
     return getattr(exc, "status_code", None)
 
 
-def _find(call: Callable[[], Any]) -> Any | None:
-    """The object, or None when Grafana answers 404."""
+def _find(get: Callable[[str], Any], key: str) -> Any | None:
+    """`get(key)`, or None when Grafana answers 404."""
     from grafana_api.grafana_api import GrafanaClientError
 
     try:
-        return call()
+        return get(key)
     except GrafanaClientError as exc:
         if _status(exc) == 404:
             return None
@@ -137,7 +137,7 @@ def publish(face: Any, *, source: ClickHouseSource, dashboards: list[dict[str, A
         raise UserError("the URL answers, but not like Grafana's /api/health: wrong URL?")
 
     payload = datasource_payload(source)
-    existing = _find(lambda: face.api.GET(f"/datasources/uid/{DATASOURCE_UID}"))
+    existing = _find(face.api.GET, f"/datasources/uid/{DATASOURCE_UID}")
     if existing is None:
         face.datasource.create_datasource(payload)
         yield f"datasource {DATASOURCE_UID}: created"
@@ -145,7 +145,7 @@ def publish(face: Any, *, source: ClickHouseSource, dashboards: list[dict[str, A
         face.datasource.update_datasource(existing["id"], {**payload, "id": existing["id"]})
         yield f"datasource {DATASOURCE_UID}: updated"
 
-    if _find(lambda: face.folder.get_folder(FOLDER_UID)) is None:
+    if _find(face.folder.get_folder, FOLDER_UID) is None:
         face.folder.create_folder(folder_title, uid=FOLDER_UID)
         yield f"folder {FOLDER_UID}: created"
     else:
@@ -154,7 +154,7 @@ def publish(face: Any, *, source: ClickHouseSource, dashboards: list[dict[str, A
 
     for board in dashboards:
         uid = board["uid"]
-        known = _find(lambda uid=uid: face.dashboard.get_dashboard(uid)) is not None
+        known = _find(face.dashboard.get_dashboard, uid) is not None
         answer = face.dashboard.update_dashboard({
             "dashboard": {**board, "id": None},
             "folderUid": FOLDER_UID,
@@ -205,11 +205,15 @@ def one_line_errors(url: str) -> Iterator[None]:
                 f"Grafana at {url} forbids this (403): the token needs the Admin role") from None
         if status == 404:
             raise UserError(f"Grafana at {url} has no such API (404): wrong URL?") from None
-        raise UserError(f"Grafana at {url} refused a request ({status}): {exc.message}") from None
+        raise UserError(f"Grafana at {url} refused a request ({status}): {_line(exc)}") from None
     except GrafanaServerError as exc:
-        raise UserError(f"Grafana at {url} failed ({_status(exc)}): {exc.message}") from None
-    except ValueError:  # a body that is not JSON: not Grafana's API
-        raise UserError(f"{url} does not answer like Grafana's API: wrong URL?") from None
+        raise UserError(f"Grafana at {url} failed ({_status(exc)}): {_line(exc)}") from None
+
+
+def _line(exc: Exception) -> str:
+    """The first line of what Grafana said, at most 200 characters."""
+    text = str(getattr(exc, "message", "") or exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 @click.group()
