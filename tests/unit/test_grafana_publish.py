@@ -323,3 +323,18 @@ def test_publish_to_a_real_grafana(capsys: pytest.CaptureFixture[str]) -> None:
         for board in found:
             assert requests.get(f"{url}/api/dashboards/uid/{board['uid']}", auth=("admin", "admin"),
                                 timeout=10).json()["meta"]["version"] == 2
+
+
+def test_bad_dashboard_files_are_one_line_errors(tmp_path: Path) -> None:
+    from surplus.errors import UserError
+    from surplus.grafana import load_dashboards
+
+    with pytest.raises(UserError, match="no dashboards"):
+        load_dashboards(tmp_path)
+    (tmp_path / "a.json").write_text('{"title": "no uid"}')
+    with pytest.raises(UserError, match="needs a uid and a title"):
+        load_dashboards(tmp_path)
+    (tmp_path / "a.json").write_text("{not json")
+    with pytest.raises(UserError, match=r"a\.json"):
+        load_dashboards(tmp_path)
+    assert len(load_dashboards(REPO / "deploy" / "grafana" / "dashboards")) == len(DASHBOARDS)
