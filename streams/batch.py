@@ -33,8 +33,7 @@ PAYLOAD_KEEP_BYTES = 4096
 TABLES = (
     "dead_letters",
     "registrations",
-    "capacity_samples",
-    "pool_minutes",
+    "capacity_samples",  # ClickHouse derives pool_minutes from these (migration 009)
     "power_samples",
     "heartbeats",
     "job_events",
@@ -127,9 +126,7 @@ def process(
             continue
         batch.accepted[outcome.type] += 1
         if isinstance(outcome, CapacityEvent):
-            sample, minutes = normalise.capacity_rows(outcome, catalogue, now)
-            rows["capacity_samples"].append(sample)
-            rows["pool_minutes"].extend(minutes)
+            rows["capacity_samples"].append(normalise.capacity_row(outcome, catalogue, now))
         elif isinstance(outcome, PowerEvent):
             rows["power_samples"].append(normalise.power_row(outcome, now))
         elif isinstance(outcome, JobEvent):

@@ -1,4 +1,4 @@
-"""`surplus ledger reconcile`: every job's entries against its raw totals; exit 1 on any difference. Wiring."""
+"""`surplus ledger reconcile`: each job's entries against its raw totals; exit 1 on a difference. Wiring."""
 
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
-"""Accepted events -> table rows (SPEC §4): idle/online PFLOPS, the minutes a sample stands for,
-green kWh and carbon. Pure: values in, rows out; no clock, no I/O.
+"""Accepted events -> table rows (SPEC §4): idle/online PFLOPS per sample, green kWh and carbon per
+power sample. Pure: values in, rows out; no clock, no I/O. (The minutes a capacity sample stands
+for are derived by ClickHouse on insert: migration 009.)
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from schemas.catalogue import Catalogue
@@ -15,8 +16,6 @@ from schemas.events import (
     PowerEvent,
     RegistrationEvent,
 )
-
-MINUTE_MS = 60_000
 
 
 def peaks(event: CapacityEvent, catalogue: Catalogue) -> tuple[float, float, float]:
@@ -30,29 +29,13 @@ def peaks(event: CapacityEvent, catalogue: Catalogue) -> tuple[float, float, flo
     return (device.peak("fp16"), device.peak("fp32"), device.peak("fp64"))
 
 
-def epoch_ms(t: datetime) -> int:
-    delta = t - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
-
-
-def minutes_covered(time: datetime, interval_s: int) -> list[datetime]:
-    """The whole UTC minutes T with time in (T - 3*interval_s, T], i.e. T in [time, time + 3*interval_s)."""
-    t_ms = epoch_ms(time)
-    first = -(-t_ms // MINUTE_MS) * MINUTE_MS  # ceil to the minute
-    end = t_ms + 3 * interval_s * 1000  # exclusive
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    return [epoch + timedelta(milliseconds=m) for m in range(first, end, MINUTE_MS)]
-
-
-def capacity_rows(
-    event: CapacityEvent, catalogue: Catalogue, received_at: datetime
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """One capacity_samples row and its pool_minutes rows."""
+def capacity_row(event: CapacityEvent, catalogue: Catalogue, received_at: datetime) -> dict[str, Any]:
+    """One capacity_samples row: the sample with its peaks and idle/online PFLOPS."""
     d = event.data
     p16, p32, p64 = peaks(event, catalogue)
     idle = d.devices_online - d.devices_allocated
     online = d.devices_online
-    sample = {
+    return {
         "dc_id": d.dc_id,
         "pool_id": d.pool_id,
         "event_id": event.id,
@@ -74,24 +57,6 @@ def capacity_rows(
         "online_pflops_fp64": online * p64 / 1000,
         "received_at": received_at,
     }
-    minutes = [
-        {
-            "ts": ts,
-            "dc_id": d.dc_id,
-            "pool_id": d.pool_id,
-            "event_id": event.id,
-            "sample_time": event.time,
-            "idle_devices": idle,
-            "online_devices": online,
-            "allocated_devices": d.devices_allocated,
-            "idle_pflops_fp16": sample["idle_pflops_fp16"],
-            "idle_pflops_fp32": sample["idle_pflops_fp32"],
-            "idle_pflops_fp64": sample["idle_pflops_fp64"],
-            "online_pflops_fp16": sample["online_pflops_fp16"],
-        }
-        for ts in minutes_covered(event.time, d.interval_s)
-    ]
-    return sample, minutes
 
 
 def green_kwh(event: PowerEvent) -> float:

@@ -57,7 +57,7 @@ def reconcile(client: Client, database: str) -> tuple[int, list[Difference]]:
         if e_seq != r_seq:
             diffs.append(Difference(dc_id, job_id, f"highest seq: entries {e_seq}, raw events {r_seq}"))
         if abs(Decimal(seconds) - Decimal(s_total)) > TOLERANCE:
-            diffs.append(Difference(dc_id, job_id, f"device_seconds: entries sum {seconds}, totals {s_total}"))
+            diffs.append(Difference(dc_id, job_id, f"device_seconds: entries {seconds}, totals {s_total}"))
         if abs(Decimal(energy) - Decimal(e_total)) > TOLERANCE:
             diffs.append(Difference(dc_id, job_id, f"energy_kwh: entries sum {energy}, totals {e_total}"))
     return len(rows), diffs

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from streams.batch import TABLES
@@ -59,7 +60,7 @@ class Sink:
 
     def insert(self, table: str, rows: list[dict[str, Any]]) -> None:
         names = tuple(rows[0])
-        columns = [[row[name] for row in rows] for name in names]
+        columns = [list(c) for c in zip(*map(itemgetter(*names), rows), strict=True)]
         self._retry(lambda: self._insert_columns(table, names, columns), f"insert into {table}")
 
     def _insert_columns(self, table: str, names: tuple[str, ...], columns: list[list[Any]]) -> None:

@@ -1,0 +1,170 @@
+"""Worker throughput against a raw baseline, in one process, on one preloaded topic. Benchmark (I/O).
+
+Baseline: a confluent-kafka batch consumer + json.loads + a columnar chDB insert of the same
+capacity rows. Worker: the real faust app with the batch consumer and the real handler (decode,
+normalise, dead letters, ledger, sink). Both read the same events from the same local broker
+and write to the same chDB engine (different databases). Prints events/s for each and the ratio
+worker / baseline (goal: 0.5 or better). Machines are noisy: compare the ratio, not the rates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def preload(bootstrap: str, topic: str, n: int) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "compression.type": "lz4", "linger.ms": 20,
+                         "enable.idempotence": True, "acks": "all"})
+    t0 = datetime(2026, 11, 20, tzinfo=UTC)
+    for i in range(n):
+        dc = f"dc-{i % 200:03d}"
+        event = {"specversion": "1.0", "id": f"cap-{i}", "source": f"//cpn/dc/{dc}", "type": "cpn.capacity.v1",
+                 "time": (t0 + timedelta(seconds=15 * (i // 200))).isoformat().replace("+00:00", "Z"),
+                 "datacontenttype": "application/json",
+                 "data": {"dc_id": dc, "pool_id": f"p{i % 3}", "device_model": "nvidia-h100-sxm5-80gb",
+                          "devices_total": 512, "devices_online": 500, "devices_allocated": i % 500,
+                          "busy_ratio": 0.5, "interval_s": 15}}
+        while True:
+            try:
+                producer.produce(topic, json.dumps(event).encode(), key=dc.encode())
+                break
+            except BufferError:
+                producer.poll(0.05)
+        if i % 5000 == 0:
+            producer.poll(0)
+    producer.flush(120)
+
+
+def baseline(bootstrap: str, topic: str, n: int, client: object, database: str) -> float:
+    from confluent_kafka import Consumer
+
+    client.command(f"CREATE DATABASE IF NOT EXISTS {database}")  # type: ignore[attr-defined]
+    client.command(  # type: ignore[attr-defined]
+        f"CREATE TABLE {database}.capacity (dc_id String, pool_id String, event_id String, "
+        "time String, devices_online UInt32, devices_allocated UInt32, idle_pflops_fp16 Float64) "
+        "ENGINE = ReplacingMergeTree ORDER BY (dc_id, event_id)")
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"base-{uuid.uuid4().hex[:6]}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    seen = 0
+    started = None
+    while seen < n:
+        msgs = consumer.consume(num_messages=20000, timeout=1.0)
+        if not msgs:
+            continue
+        if started is None:
+            started = time.perf_counter()
+        cols: list[list[object]] = [[] for _ in range(7)]
+        for m in msgs:
+            if m.error():
+                continue
+            e = json.loads(m.value())
+            d = e["data"]
+            for col, v in zip(cols, (d["dc_id"], d["pool_id"], e["id"], e["time"], d["devices_online"],
+                                     d["devices_allocated"],
+                                     (d["devices_online"] - d["devices_allocated"]) * 989.4 / 1000), strict=True):
+                col.append(v)
+        client.insert(f"{database}.capacity", cols, column_names=[  # type: ignore[attr-defined]
+            "dc_id", "pool_id", "event_id", "time", "devices_online", "devices_allocated", "idle_pflops_fp16"],
+            column_oriented=True)
+        consumer.commit(asynchronous=False)
+        seen += len(msgs)
+    consumer.close()
+    assert started is not None
+    return seen / (time.perf_counter() - started)
+
+
+def worker(bootstrap: str, prefix: str, n: int, client: object, url: str, data_dir: Path) -> float:
+    from schemas.catalogue import load_catalogue
+    from schemas.prices import PriceBook
+    from schemas.topics import Topics
+    from streams.app import build_app
+    from streams.settings import WorkerSettings
+    from streams.sink import Sink
+    from streams.worker import Handler
+    from surplus.store import parse_url
+
+    target = parse_url(url)
+    settings = WorkerSettings(kafka_bootstrap=bootstrap, clickhouse_url=url, topic_prefix=prefix,
+                              group_id=f"bench-{uuid.uuid4().hex[:6]}", data_dir=data_dir,
+                              metrics_interval_s=3600, session_timeout_s=10)
+    (data_dir / settings.group_id).mkdir(parents=True, exist_ok=True)
+    handler = Handler(sink=Sink(client, target.database), catalogue=load_catalogue(),  # type: ignore[arg-type]
+                      prices=PriceBook.load(), deadletter_topic=Topics(prefix).deadletter)
+    marks: dict[str, float] = {}
+    inner = handler.__call__
+
+    async def timed(records):  # type: ignore[no-untyped-def]
+        marks.setdefault("first", time.perf_counter())
+        out = await inner(records)
+        marks["last"] = time.perf_counter()
+        return out
+
+    async def run() -> None:
+        app = build_app(settings, timed, Topics(prefix).telemetry)
+        app.finalize()
+        await app.start()
+        try:
+            deadline = time.monotonic() + 600
+            while handler.metrics.events_in < n and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        finally:
+            await app.stop()
+
+    asyncio.run(run())
+    assert handler.metrics.events_in >= n, f"worker processed {handler.metrics.events_in} of {n}"
+    return handler.metrics.events_in / (marks["last"] - marks["first"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--bootstrap", help="use this broker instead of starting a local one")
+    args = parser.parse_args()
+
+    from surplus.kafka_admin import ensure_topics
+    from surplus.localkafka import LocalKafka, free_port
+    from surplus.store import connect, migrate
+
+    tmp = Path(tempfile.mkdtemp(prefix="surplus-bench-"))
+    broker = None
+    bootstrap = args.bootstrap
+    if bootstrap is None:
+        broker = LocalKafka(tmp / "kafka", port=free_port(), controller_port=free_port(), heap_mb=1024,
+                            progress=lambda _m: None)
+        bootstrap = broker.up()
+    try:
+        prefix = f"bench{uuid.uuid4().hex[:6]}."
+        ensure_topics(bootstrap, [prefix + t for t in ("registry", "capacity", "power", "jobs", "heartbeat",
+                                                        "deadletter")], partitions=6)
+        print(f"preloading {args.events} capacity events into {prefix}capacity ...", flush=True)
+        preload(bootstrap, prefix + "capacity", args.events)
+        url = f"chdb://{tmp / 'chdb'}?database=bench_worker"
+        client, target = connect(url)
+        migrate(client, target.database)
+        base = baseline(bootstrap, prefix + "capacity", args.events, client, "bench_base")
+        work = worker(bootstrap, prefix, args.events, client, url, tmp / "faust")
+        print(f"{'path':<48}{'events/s':>12}")
+        print(f"{'baseline: confluent-kafka + json + chDB insert':<48}{base:>12,.0f}")
+        print(f"{'worker: faust batch consumer + decode + sink':<48}{work:>12,.0f}")
+        print(f"ratio worker/baseline: {work / base:.2f} (goal >= 0.50)")
+    finally:
+        if broker is not None:
+            broker.down()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
