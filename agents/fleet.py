@@ -23,16 +23,23 @@ class SimDC:
     sim: SimulatorSettings
 
 
-# hub -> (provinces as ISO 3166-2:CN, cluster ids, anchor lat, lon, east?)
-HUBS: dict[str, tuple[tuple[str, ...], tuple[str, ...], float, float, bool]] = {
-    "jjj": (("CN-HE", "CN-BJ", "CN-TJ"), ("zhangjiakou",), 40.77, 114.88, True),
-    "yrd": (("CN-SH", "CN-JS", "CN-ZJ", "CN-AH"), ("yrd-demo", "wuhu"), 31.05, 120.90, True),
-    "gba": (("CN-GD",), ("shaoguan",), 24.80, 113.60, True),
-    "cy": (("CN-SC", "CN-CQ"), ("tianfu", "chongqing"), 30.60, 104.12, True),
-    "nm": (("CN-NM",), ("horinger",), 40.45, 111.80, False),
-    "gz": (("CN-GZ",), ("guian",), 26.42, 106.30, False),
-    "gs": (("CN-GS",), ("qingyang",), 35.71, 107.64, False),
-    "nx": (("CN-NX",), ("zhongwei",), 37.51, 105.19, False),
+# hub -> sites (name, cluster or None, ISO 3166-2:CN, lat, lon), east?; clusters at the anchors of
+# domain-data.md §1.3, other sites at city centres (approximate)
+HUBS: dict[str, tuple[tuple[tuple[str, str | None, str, float, float], ...], bool]] = {
+    "jjj": ((("zhangjiakou", "zhangjiakou", "CN-HE", 40.77, 114.88),
+             ("beijing", None, "CN-BJ", 39.90, 116.40), ("tianjin", None, "CN-TJ", 39.13, 117.20)),
+            True),
+    "yrd": ((("qingpu", "yrd_demo", "CN-SH", 31.05, 120.90), ("wuhu", "wuhu", "CN-AH", 31.33, 118.38),
+             ("nanjing", None, "CN-JS", 32.06, 118.80), ("hangzhou", None, "CN-ZJ", 30.27, 120.15)),
+            True),
+    "gba": ((("shaoguan", "shaoguan", "CN-GD", 24.80, 113.60),
+             ("shenzhen", None, "CN-GD", 22.54, 114.06)), True),
+    "cy": ((("tianfu", "tianfu", "CN-SC", 30.60, 104.12),
+            ("chongqing", "chongqing", "CN-CQ", 29.62, 106.45)), True),
+    "nm": ((("horinger", "horinger", "CN-NM", 40.45, 111.80),), False),
+    "gz": ((("guian", "guian", "CN-GZ", 26.42, 106.30),), False),
+    "gs": ((("qingyang", "qingyang", "CN-GS", 35.71, 107.64),), False),
+    "nx": ((("zhongwei", "zhongwei", "CN-NX", 37.51, 105.19),), False),
 }
 OPERATORS = ("China Telecom", "China Mobile", "China Unicom", "GDS", "Alibaba Cloud",
              "Tencent Cloud", "Huawei Cloud", "Sugon", "Inspur", "Range Technology")
@@ -55,9 +62,9 @@ def national_fleet(n: int, seed: int = 0, *, metered_share: float = 0.3,
     fleet = []
     for i in range(n):
         hub = hubs[i % len(hubs)]
-        provinces, clusters, lat, lon, east = HUBS[hub]
-        cluster = clusters[(i // len(hubs)) % len(clusters)]
-        dc_id = f"{hub}-{cluster.split('-')[0]}-{i // len(hubs) + 1:02d}"
+        sites, east = HUBS[hub]
+        site, cluster, province, lat, lon = sites[(i // len(hubs)) % len(sites)]
+        dc_id = f"{hub}-{site}-{i // len(hubs) + 1:02d}"
         pools = []
         accel = r.sample(EAST_HW if east else WEST_HW, r.choice((1, 2, 2, 3)))
         for model, profile in accel:
@@ -74,8 +81,8 @@ def national_fleet(n: int, seed: int = 0, *, metered_share: float = 0.3,
             pue=round(r.uniform(1.18, 1.35) if east else r.uniform(1.12, 1.25), 3),
             green_contract_share=round(r.uniform(0.05, 0.25) if east else r.uniform(0.2, 0.5), 3),
             onsite_renewable_share=round(r.uniform(0.0, 0.05), 3))
-        dc = DataCenter(dc_id=dc_id, name=f"{cluster.title()} DC {i // len(hubs) + 1}",
-                        operator=r.choice(OPERATORS), province=r.choice(provinces), hub=hub,
+        dc = DataCenter(dc_id=dc_id, name=f"{site.title()} DC {i // len(hubs) + 1}",
+                        operator=r.choice(OPERATORS), province=province, hub=hub,
                         cluster=cluster, lat=round(lat + r.uniform(-0.2, 0.2), 4),
                         lon=round(lon + r.uniform(-0.2, 0.2), 4),
                         racks_total=r.choice((500, 1000, 2000, 5000)))

@@ -249,7 +249,8 @@ class SegmentLog:
                 break
             rec, offset = parsed
             if rec.seq >= self._send:
-                out.append(rec)
+                if rec.seq not in self._acked:  # acked out of order before a rewind
+                    out.append(rec)
                 self._send = rec.seq + 1
         self._roff += offset
         if offset == 0 and self._send <= seg.last:  # unreadable rest: skip this segment
