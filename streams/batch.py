@@ -117,7 +117,7 @@ def process(
             record.value,
             now=now,
             key=record.key,
-            headers=dict(record.headers),
+            headers=dict(record.headers) if verifier is not None else None,
             verifier=verifier,
             catalogue=catalogue,
         )

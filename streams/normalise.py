@@ -23,10 +23,23 @@ def peaks(event: CapacityEvent, catalogue: Catalogue) -> tuple[float, float, flo
     given = event.data.peak_tflops_per_device
     if given is not None:
         return (given.fp16 or 0.0, given.fp32 or 0.0, given.fp64 or 0.0)
-    device = catalogue.get(event.data.device_model)
-    if device is None:  # decode rejects this case; keep the function total
-        return (0.0, 0.0, 0.0)
-    return (device.peak("fp16"), device.peak("fp32"), device.peak("fp64"))
+    return catalogue_peaks(catalogue, event.data.device_model)
+
+
+_PEAKS: dict[tuple[int, str], tuple[Catalogue, tuple[float, float, float]]] = {}
+
+
+def catalogue_peaks(catalogue: Catalogue, device_model: str) -> tuple[float, float, float]:
+    """The catalogue's peaks of a model, memoised per catalogue object (a hot path)."""
+    cached = _PEAKS.get((id(catalogue), device_model))
+    if cached is not None and cached[0] is catalogue:
+        return cached[1]
+    device = catalogue.get(device_model)
+    # decode rejects an unknown model without peaks; keep the function total all the same
+    found = (device.peak("fp16"), device.peak("fp32"), device.peak("fp64")) if device else (0.0, 0.0, 0.0)
+    if len(_PEAKS) < 4096:
+        _PEAKS[(id(catalogue), device_model)] = (catalogue, found)
+    return found
 
 
 def capacity_row(event: CapacityEvent, catalogue: Catalogue, received_at: datetime) -> dict[str, Any]:
