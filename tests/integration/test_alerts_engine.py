@@ -196,6 +196,28 @@ def test_a_backfill_of_old_events_does_not_page(store: Any) -> None:
         assert [b["status"] for b in hook.bodies()] == ["firing", "resolved"]
 
 
+def test_silent_dcs_are_grouped_and_repeated_after_the_repeat_interval(store: Any) -> None:
+    with Recorder() as hook:
+        async def scenario() -> None:
+            w = Worker(store, rules_for(hook.url), Clock())
+            w.engine.start()
+            await w.events(0, ("dc-a", at(0)), ("dc-b", at(0)), ("dc-c", at(0)))
+            await w.events(30, ("dc-c", at(30)))
+            await w.events(90)  # idle for 60 s: the stream clock follows the wall clock
+            await w.events(150)  # dc-a and dc-b silent for 150 s, dc-c for 120 s: all fire
+            await w.events(1000)
+            await w.events(3649)
+            assert len(hook.received) == 1
+            await w.events(3750)  # repeat_interval_s = 3600 after the first notification
+            await w.engine.close()
+
+        run(scenario)
+        bodies = hook.bodies()
+    assert [(b["status"], len(b["alerts"])) for b in bodies] == [("firing", 3), ("firing", 3)]
+    assert bodies[0]["groupKey"] == bodies[1]["groupKey"] == '{}:{alertname="DcSilent", hub="none"}'
+    assert bodies[0]["alerts"] == bodies[1]["alerts"]
+
+
 def test_attach_alerts_wires_the_engine_into_a_worker(store: Any, tmp_path: Any) -> None:
     from streams.alerts.wiring import attach_alerts
     from streams.app import build_app
