@@ -86,3 +86,15 @@ def test_plain_http_is_allowed_only_when_asked() -> None:
     rules = parse_rules({"receiver": [{"name": "dev", "url": "http://127.0.0.1:9/x",
                                        "allow_http": True, "allow_unsigned": True}]})
     assert rules.receiver[0].secret_bytes() is None
+
+
+def test_default_targets_match_the_reference_data() -> None:
+    import json
+
+    from streams.alerts.targets import PUE_TARGET_BY_HUB
+
+    reference = REPO.parent / "shared" / "reference" / "catalogue.json"
+    if not reference.exists():
+        pytest.skip("the reference data (../shared/reference) is not next to this checkout")
+    hubs = json.loads(reference.read_text(encoding="utf-8"))["hubs"]
+    assert {h["id"]: h["pue_target"] for h in hubs} == PUE_TARGET_BY_HUB
