@@ -83,13 +83,13 @@ class Agent:
             self._started = now
             self._due = {"registry": now, "heartbeat": now}
             self._due.update({c.name: now for c in self.collectors})
+        if now >= self._due["registry"]:
+            events.append(registration_event(self.dc, now))
+            self._due["registry"] = now + timedelta(seconds=self.intervals.registry_s)
         for collector in self.collectors:
             if now >= self._due[collector.name]:
                 events += self._collect(collector, now)
                 self._due[collector.name] = _next_tick(now, collector.interval_s)
-        if now >= self._due["registry"]:
-            events.append(registration_event(self.dc, now))
-            self._due["registry"] = now + timedelta(seconds=self.intervals.registry_s)
         if now >= self._due["heartbeat"]:
             events.append(self._heartbeat(now, pending=len(events)))
             self._due["heartbeat"] = _next_tick(now, self.intervals.heartbeat_s)

@@ -81,15 +81,15 @@ class PoolSim:
         mean_size = sum(p * min(s, spec.devices) ** (1 + simdata.SIZE_EXPONENT) for s, p in self.sizes)
         per_job = mean_size * median * math.exp(sigma * sigma / 2) * 0.8  # failures end early
         self.rate_per_ms = spec.metered_share * spec.devices / per_job / 1000
-        if self.rate_per_ms > 0:
+        if self.rate_per_ms > 1e-15:
             push(start_ms + self._exp(self.jobs_rng, self.rate_per_ms), PRIO["arrival"], "arrival", self)
         self.fail_per_ms = spec.failure_rate_per_device_day * spec.devices / DAY_MS
-        if self.fail_per_ms > 0:
+        if self.fail_per_ms > 1e-15:
             push(start_ms + self._exp(self.fail_rng, self.fail_per_ms), PRIO["failure"], "failure", self)
 
     @staticmethod
     def _exp(r: random.Random, rate_per_ms: float) -> int:
-        return max(1, int(r.expovariate(rate_per_ms)))
+        return max(1, int(min(r.expovariate(rate_per_ms), 100 * 365 * DAY_MS)))
 
     def _target(self, t_ms: int) -> float:
         hour, weekday = local_hour(t_ms)

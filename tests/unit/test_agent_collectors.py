@@ -239,7 +239,7 @@ def test_run_command_errors_are_one_line() -> None:
         run_command(["no-such-tool-xyz"], 5)
     with pytest.raises(CollectorError, match="exited with 3: boom"):
         run_command([sys.executable, "-c", "import sys; print('boom', file=sys.stderr); sys.exit(3)"], 5)
-    with pytest.raises(CollectorError, match="did not answer within 0.2 s"):
+    with pytest.raises(CollectorError, match=r"did not answer within 0\.2 s"):
         run_command([sys.executable, "-c", "import time; time.sleep(5)"], 0.2)
     assert run_command([sys.executable, "-c", "print('ok')"], 5) == "ok\n"
 
