@@ -19,6 +19,8 @@ from streams.alerts.receiver import Recorder
 from streams.alerts.sign import verify
 from surplus.cli import main
 
+pytestmark = pytest.mark.clickhouse
+
 SECRET = "hook-secret"
 NOW = datetime.now(UTC).replace(microsecond=0)
 
