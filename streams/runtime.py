@@ -46,6 +46,9 @@ def prepare(settings: WorkerSettings, *, migrate_store: bool = True, migrate: bo
         partitions=settings.partitions,
         replication=settings.replication_factor,
     )
+    # faust's partition assignor elects its leader through this topic
+    ensure_topics(settings.kafka_bootstrap, [f"{settings.group_id}-__assignor-__leader"],
+                  partitions=1, replication=settings.replication_factor)
     verifier = None
     if settings.signing_keys is not None:
         from streams.signing import load_verifier
@@ -98,5 +101,14 @@ def start(prepared: Prepared, *, loglevel: str = "info") -> None:
     """Run the faust worker until SIGTERM/SIGINT (blocks; exits the process at the end)."""
     from faust.worker import Worker
 
-    worker = Worker(prepared.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    class QuietWorker(Worker):
+        """faust's worker, with faust/mode/aiokafka internals at WARNING unless debugging."""
+
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            super().on_setup_root_logger(logger, level)
+            if level > logging.DEBUG:
+                for name in ("faust", "mode", "aiokafka"):
+                    logging.getLogger(name).setLevel(logging.WARNING)
+
+    worker = QuietWorker(prepared.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
