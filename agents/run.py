@@ -93,8 +93,8 @@ class Agent:
         if now >= self._due["heartbeat"]:
             events.append(self._heartbeat(now, pending=len(events)))
             self._due["heartbeat"] = _next_tick(now, self.intervals.heartbeat_s)
-            self._save_clock(now)
         if events:
+            self._save_clock(now)  # before spooling: no spooled event is later than the saved time
             self.counts.update(e["type"] for e in events)
             self.outbox.put(events)
         return len(events)
@@ -123,6 +123,7 @@ class Agent:
         return build("cpn.heartbeat.v1", now, data)
 
     def _save_clock(self, now: datetime) -> None:
+        """Remember the event time reached, so a restarted simulated clock resumes after it."""
         if self.state_file is not None:
             tmp = self.state_file.with_suffix(".tmp")
             tmp.write_text(f"{to_ms(now)}\n")
