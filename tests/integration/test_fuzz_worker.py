@@ -8,6 +8,7 @@ import copy
 import json
 import random
 import tracemalloc
+from collections import Counter
 from datetime import UTC
 from typing import Any
 
@@ -29,7 +30,7 @@ pytestmark = [pytest.mark.clickhouse, pytest.mark.timeout(120)]
 BATCHES = 60
 BATCH_SIZE = 60
 PEAK_BOUND_BYTES = 64 * 1024 * 1024
-GROWTH_BOUND_BYTES = 8 * 1024 * 1024
+GROWTH_BOUND_BYTES = 4 * 1024 * 1024
 
 
 def plausible(rnd: random.Random) -> bytes:
@@ -82,14 +83,17 @@ def records(rnd: random.Random, start: int, count: int) -> list[Record]:
 
 
 class DeadLetters:
-    """The dead-letter producer seam: collects what the Handler sends."""
+    """The dead-letter producer seam: checks and counts what the Handler sends (keeps no values)."""
 
     def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]] = []
+        self.reasons: Counter[str] = Counter()
 
     async def __call__(self, topic: str, key: bytes | None, value: bytes,
                        headers: list[tuple[str, bytes]]) -> None:
-        self.sent.append((topic, key, value, headers))
+        named = dict(headers)
+        assert topic == "fz.deadletter" and named["source"].startswith(b"fz.")
+        assert len(named["detail"]) <= DETAIL_MAX_CHARS
+        self.reasons[named["reason"].decode()] += 1
 
 
 def test_the_worker_survives_hostile_input_with_bounded_memory(store: Any) -> None:
@@ -126,11 +130,7 @@ def test_the_worker_survives_hostile_input_with_bounded_memory(store: Any) -> No
     assert accepted > sent // 10 and rejected > sent // 2, (m.accepted, m.rejected)
     assert set(m.rejected) <= {r.value for r in Reason}
     assert {"bad_signature", "undecodable", "schema", "too_large"} <= set(m.rejected)
-    assert len(letters.sent) == rejected
-    for topic, _key, _value, headers in letters.sent:
-        named = dict(headers)
-        assert topic == "fz.deadletter" and named["reason"].decode() in m.rejected
-        assert len(named["detail"]) <= DETAIL_MAX_CHARS and named["source"].startswith(b"fz.")
+    assert letters.reasons == m.rejected
     rows = store.rows("SELECT reason, count() FROM {db}.deadletter FINAL GROUP BY reason")
     assert dict(rows) == dict(m.rejected)
 
