@@ -279,3 +279,86 @@ def test_cli_up_secure_is_idempotent_and_status_says_sasl_ssl(secure: LocalKafka
     for name in ("client.env", "admin.properties", "passwords.json", "ca.key", "broker.key"):
         assert (secure.secure_dir / name).stat().st_mode & 0o077 == 0, name
     assert secure.props_file.stat().st_mode & 0o077 == 0
+
+
+def test_signed_events_end_to_end_agent_to_worker_over_sasl_ssl(
+        secure: LocalKafka, acls: dict[str, str], store: Any, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agent's producer (its settings, its signer) as DC gz-guian-01, the worker's consumer
+    (faust credentials) as surplus-worker, the real Handler with the key registry: a genuine
+    event is stored; a tampered one and a spoof of another DC are bad_signature dead letters."""
+    import json
+
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    from agents.publisher import make_signer, producer_config
+    from agents.settings import KafkaSettings
+    from schemas.catalogue import load_catalogue
+    from schemas.prices import PriceBook
+    from streams.app import _credentials
+    from streams.signing import load_verifier
+    from streams.sink import Sink
+    from streams.worker import Handler
+
+    secret = os.urandom(32).hex()
+    (tmp_path / "gz.key").write_text(
+        f'key_id = "gz-e2e"\ndc_id = "gz-guian-01"\nalg = "hmac-sha256"\nsecret = "{secret}"\n')
+    (tmp_path / "keys.toml").write_text(
+        f'[[key]]\nkey_id = "gz-e2e"\ndc_id = "gz-guian-01"\nsecret = "{secret}"\n')
+    signer = make_signer(tmp_path / "gz.key", "gz-guian-01")
+    golden = json.loads((REPO / "schemas/examples/cpn.capacity.v1.json").read_text())
+    run = uuid.uuid4().hex[:8]
+
+    def event(event_id: str, dc: str = "gz-guian-01") -> bytes:
+        obj = {**golden, "id": f"{run}-{event_id}", "source": f"//cpn/dc/{dc}",
+               "data": {**golden["data"], "dc_id": dc}}
+        return json.dumps(obj).encode()
+
+    genuine, tampered, spoof = event("ok"), event("tampered"), event("spoof", "bj-01")
+    messages = [(genuine, signer(genuine), b"gz-guian-01"),
+                (tampered.replace(b"380", b"3"), signer(tampered), b"gz-guian-01"),
+                (spoof, signer(spoof), b"bj-01")]
+    agent = KafkaSettings(bootstrap=secure.bootstrap, security_protocol="SASL_SSL",
+                          username="gz-guian-01", password=acls["gz-guian-01"],
+                          ssl_ca_location=secure.secure_dir / "ca.pem")
+    producer = Producer({**producer_config(agent, "agent-e2e"), **QUIET})
+    for value, header, key in messages:
+        producer.produce("cpn.capacity", value, key=key, headers=[header])
+    assert producer.flush(15) == 0
+
+    _env(monkeypatch, {**secure.client_env(), "KAFKA_SASL_USERNAME": "surplus-worker",
+                       "KAFKA_SASL_PASSWORD": acls["surplus-worker"]})
+    auth = credentials_to_aiokafka_auth(_credentials())
+    records = asyncio.run(_consume_ours(secure.bootstrap, "cpn.capacity", run.encode(), 3, auth))
+    handler = Handler(sink=Sink(store.client, store.database), catalogue=load_catalogue(),
+                      prices=PriceBook.load(), deadletter_topic="cpn.deadletter",
+                      verifier=load_verifier(tmp_path / "keys.toml"))
+    asyncio.run(handler(records))
+    assert handler.metrics.rejected == {"bad_signature": 2}
+    stored = store.rows("SELECT event_id FROM {db}.capacity_samples FINAL")
+    assert stored == [(f"{run}-ok",)]
+    details = [d for (d,) in store.rows("SELECT detail FROM {db}.deadletter FINAL ORDER BY offset")]
+    assert "does not match" in details[0] and "belongs to DC 'gz-guian-01'" in details[1]
+
+
+async def _consume_ours(bootstrap: str, topic: str, marker: bytes, count: int,
+                        auth: Any) -> list[Any]:
+    from aiokafka import AIOKafkaConsumer
+
+    from streams.batch import Record
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id="surplus-workers",
+                                enable_auto_commit=False, auto_offset_reset="earliest", **auth)
+    await consumer.start()
+    found: list[Record] = []
+    try:
+        async with asyncio.timeout(30):
+            async for m in consumer:
+                if marker in (m.value or b""):
+                    found.append(Record(m.topic, m.partition, m.offset, m.key, m.value,
+                                        tuple(m.headers or ())))
+                    if len(found) == count:
+                        return found
+    finally:
+        await consumer.stop()
+    return found
