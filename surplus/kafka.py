@@ -39,7 +39,8 @@ def kafka() -> None:
 @HOME_OPTION
 @click.option("--port", type=click.IntRange(1, 65535), envvar="SURPLUS_KAFKA_PORT",
               default=DEFAULT_PORT, show_default=True,
-              help="Client (PLAINTEXT) port on 127.0.0.1 [env SURPLUS_KAFKA_PORT].")
+              help="Client port on 127.0.0.1: PLAINTEXT, or SASL_SSL with --secure "
+                   "[env SURPLUS_KAFKA_PORT].")
 @click.option("--controller-port", type=click.IntRange(1, 65535),
               envvar="SURPLUS_KAFKA_CONTROLLER_PORT",
               help="KRaft controller port [env SURPLUS_KAFKA_CONTROLLER_PORT; default: port + 1].")
