@@ -58,20 +58,18 @@ class Outbox:
         self._mono = monotonic
         self._in_flight = 0
         self._pending: deque[Record] = deque()  # read from the spool, refused by a full queue
+        self._done: list[Record] = []  # delivered, not yet acknowledged in the spool
         self._rewind_at: float | None = None
-        self._reset = False
         self._backoff = retry_backoff_s
         self._saved_at = 0.0
 
     # -- the producer's side -------------------------------------------------------------------
 
     def _delivered(self, rec: Record, err: DeliveryError | None) -> None:
-        self._in_flight = max(0, self._in_flight - 1)
         if err is None:
-            self.spool.ack(rec.kind, rec.seq)
-            self.counts.delivered += 1
-            self._backoff = self.retry_backoff_s
+            self._done.append(rec)  # acknowledged in bulk by _settle (the hot path)
             return
+        self._in_flight = max(0, self._in_flight - 1)
         if err.purged:
             return
         if err.permanent:
@@ -80,21 +78,28 @@ class Outbox:
             log.error("kafka refused an event for good (%s: %s); it is dropped from the spool",
                       err.name, err.detail)
             return
-        self._reset = self._reset or err.fatal
-        if self._rewind_at is None:
+        if self._rewind_at is None:  # fatal or not, the producer is replaced before resending
             log.warning("delivery failed (%s: %s); resending from the spool in %.1f s",
                         err.name, err.detail, self._backoff)
             self._rewind_at = self._mono() + self._backoff
             self._backoff = min(self._backoff * 2, 30.0)
 
+    def _poll(self, timeout_s: float = 0.0) -> None:
+        self.publisher.poll(timeout_s)
+        if self._done:
+            done, self._done = self._done, []
+            self.spool.ack_many(done)
+            self._in_flight = max(0, self._in_flight - len(done))
+            self.counts.delivered += len(done)
+            self._backoff = self.retry_backoff_s
+
     def _rewind(self) -> None:
         self.publisher.reset()
-        self.publisher.poll(0)
+        self._poll(0)
         self._pending.clear()
         self._in_flight = 0
         self.spool.rewind()
         self._rewind_at = None
-        self._reset = False
         self.counts.rewinds += 1
 
     # -- the agent's side ----------------------------------------------------------------------
@@ -108,7 +113,7 @@ class Outbox:
 
     def pump(self) -> int:
         """Serve delivery reports and send unsent records; return how many were sent."""
-        self.publisher.poll(0)
+        self._poll(0)
         if self._rewind_at is not None and self._mono() >= self._rewind_at:
             self._rewind()
         sent = 0
@@ -119,7 +124,7 @@ class Outbox:
                     break
             rec = self._pending[0]
             if not self.publisher.send(rec):
-                self.publisher.poll(0)
+                self._poll(0)
                 break
             self._pending.popleft()
             self._in_flight += 1
@@ -134,7 +139,7 @@ class Outbox:
 
     def wait(self, timeout_s: float) -> None:
         """Block up to `timeout_s` serving delivery reports (the idle part of a loop)."""
-        self.publisher.poll(timeout_s)
+        self._poll(timeout_s)
 
     @property
     def backlog(self) -> int:
@@ -153,7 +158,7 @@ class Outbox:
                 return True
             if self._mono() >= deadline:
                 return False
-            self.publisher.poll(0.05)
+            self._poll(0.05)
 
     def close(self, timeout_s: float = 10.0) -> bool:
         """Drain for up to `timeout_s`, then close the producer and the spool (what is left stays)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -77,6 +78,7 @@ class KafkaPublisher:
         self._config = producer_config(kafka, client_id)
         self._config["error_cb"] = self._error
         self._last_error: dict[str, float] = {}
+        self._headers = [("content-type", CONTENT_TYPE.encode())]
         self._producer = self._new_producer()
 
     def _new_producer(self) -> Producer:
@@ -94,17 +96,17 @@ class KafkaPublisher:
 
     def send(self, rec: Record) -> bool:
         """Hand one record to librdkafka; False when its queue is full (poll, then retry)."""
-        headers = [("content-type", CONTENT_TYPE.encode())]
+        headers = self._headers
         if self._signer is not None:
-            headers.append(self._signer(rec.value))
+            headers = [*headers, self._signer(rec.value)]
         try:
             self._producer.produce(self.topics[rec.kind], rec.value, rec.key, headers=headers,
-                                   on_delivery=lambda err, _msg: self._report(rec, err))
+                                   on_delivery=partial(self._report, rec))
         except BufferError:
             return False
         return True
 
-    def _report(self, rec: Record, err: KafkaError | None) -> None:
+    def _report(self, rec: Record, err: KafkaError | None, _msg: object = None) -> None:
         if err is None:
             self._on_delivery(rec, None)
             return

@@ -9,9 +9,8 @@ so the same measurement always carries the same id and the dedup key (`source`+`
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from schemas.events import Registration, Strict, make_event
 from schemas.topics import TOPIC_OF_TYPE
@@ -38,8 +37,7 @@ SHORT: Final = {"cpn.dc.v1": "reg", "cpn.capacity.v1": "cap", "cpn.power.v1": "p
                 "cpn.job.v1": "job", "cpn.heartbeat.v1": "hb"}
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
     """One spooled event: its spool position, event time, kind, message key and value bytes."""
 
     seq: int
@@ -82,9 +80,12 @@ def build(event_type: str, t: datetime, data: Strict, subject: str | None = None
     return make_event(event_type, ident or event_id(event_type, subject, t), t, data)
 
 
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def serialise(event: CloudEvent) -> bytes:
     """Compact UTF-8 JSON: the exact bytes the spool keeps and Kafka receives."""
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _ENCODER.encode(event).encode("utf-8")
 
 
 def event_time(event: CloudEvent) -> datetime:

@@ -21,7 +21,7 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -36,6 +36,7 @@ HEAD = FRAME.size + BODY.size
 MAX_BODY = 16 * 1024 * 1024
 READ_CHUNK = 1 << 20
 TAIL_MAX = 50_000  # records kept in memory for the sender when it is caught up
+MARK_EVERY = 64  # a (seq, offset) mark every this many records: seeks read at most that many
 Item = tuple[int, int, bytes, bytes]  # kind, time_ms, key, value
 
 
@@ -45,6 +46,12 @@ class Segment:
     last: int  # first - 1 when empty
     path: Path
     nbytes: int
+    marks: list[tuple[int, int]] = field(default_factory=list)  # (seq, offset) every MARK_EVERY
+
+    def offset_near(self, seq: int) -> int:
+        """The offset of a record at or before `seq` (to read forward from)."""
+        i = bisect.bisect_right(self.marks, (seq, 1 << 62)) - 1
+        return self.marks[i][1] if i >= 0 else 0
 
     @property
     def count(self) -> int:
@@ -52,8 +59,14 @@ class Segment:
 
 
 def encode(seq: int, time_ms: int, kind: int, key: bytes, value: bytes) -> bytes:
-    body = BODY.pack(seq, time_ms, kind, len(key)) + key + value
-    return FRAME.pack(len(body), zlib.crc32(body)) + body
+    return b"".join(frame_parts(seq, time_ms, kind, key, value))
+
+
+def frame_parts(seq: int, time_ms: int, kind: int, key: bytes, value: bytes) -> tuple[bytes, ...]:
+    """The frame in pieces (no copy of the value): header, body header, key, value."""
+    head = BODY.pack(seq, time_ms, kind, len(key))
+    crc = zlib.crc32(value, zlib.crc32(key, zlib.crc32(head)))
+    return FRAME.pack(len(head) + len(key) + len(value), crc), head, key, value
 
 
 def parse(buf: bytes | memoryview, offset: int, expect: int | None) -> tuple[Record, int] | None:
@@ -99,6 +112,7 @@ class SegmentLog:
         self._dirty = False
         self._synced_at = 0.0
         self._saved_cursor = -1
+        self._oldest: tuple[int, int, int | None] = (-1, -1, None)  # (cursor, next seq, time)
         self._open()
 
     # -- open / scan ---------------------------------------------------------------------------
@@ -124,10 +138,13 @@ class SegmentLog:
         first = int(path.stem)
         data = path.read_bytes()
         offset, expect = 0, first
+        marks: list[tuple[int, int]] = []
         while offset < len(data):
             parsed = parse(data, offset, expect)
             if parsed is None:
                 break
+            if (expect - first) % MARK_EVERY == 0:
+                marks.append((expect, offset))
             offset, expect = parsed[1], expect + 1
         if offset < len(data):
             self.torn += 1
@@ -135,7 +152,7 @@ class SegmentLog:
                         self.dir.name, offset, path.name, len(data) - offset)
             if last_file:
                 os.truncate(path, offset)
-        return Segment(first, expect - 1, path, offset)
+        return Segment(first, expect - 1, path, offset, marks)
 
     # -- appending -----------------------------------------------------------------------------
 
@@ -148,19 +165,22 @@ class SegmentLog:
             self._tail.clear()
             self._tail_ok = True
         chunks: list[bytes] = []
-        size = 0
+        seg = self._active()
+        size, limit, seq = 0, self.segment_bytes - seg.nbytes, self.next_seq
         for kind, time_ms, key, value in items:
-            seg = self._active()
-            if seg.nbytes + size >= self.segment_bytes and (chunks or seg.count > 0):
+            if size >= limit and (chunks or seg.count > 0):
                 self._write(chunks, size)
                 chunks, size = [], 0
                 seg = self._roll()
-            frame = encode(self.next_seq, time_ms, kind, key, value)
-            chunks.append(frame)
-            size += len(frame)
-            records.append(Record(self.next_seq, time_ms, kind, key, value))
-            seg.last = self.next_seq
-            self.next_seq += 1
+                limit = self.segment_bytes
+            if (seq - seg.first) % MARK_EVERY == 0:
+                seg.marks.append((seq, seg.nbytes + size))
+            chunks += frame_parts(seq, time_ms, kind, key, value)
+            size += HEAD + len(key) + len(value)
+            records.append(Record(seq, time_ms, kind, key, value))
+            seg.last = seq
+            seq += 1
+            self.next_seq = seq
         self._write(chunks, size)
         if self._tail_ok and len(self._tail) + len(records) <= TAIL_MAX:
             self._tail.extend(records)
@@ -176,6 +196,7 @@ class SegmentLog:
         return self.segments[-1]
 
     def _roll(self) -> Segment:
+        """Close the active segment and start the next one at `next_seq`."""
         if self._file is not None:
             self._maybe_sync(force=self.fsync != "never")
             os.close(self._file)
@@ -235,7 +256,7 @@ class SegmentLog:
             return False
         self._send = max(self._send, seg.first)
         if self._rseg is not seg:
-            self._rseg, self._roff = seg, 0
+            self._rseg, self._roff = seg, seg.offset_near(self._send)
         remaining = max(0, seg.nbytes - self._roff)
         with open(seg.path, "rb") as handle:
             handle.seek(self._roff)
@@ -287,18 +308,29 @@ class SegmentLog:
         if seq == self.cursor:
             self._advance()
 
+    def ack_many(self, seqs: Sequence[int]) -> None:
+        if not seqs:
+            return
+        lo, hi = self.cursor, self.next_seq
+        self._acked.update(s for s in seqs if lo <= s < hi)
+        if self.cursor in self._acked:
+            self._advance()
+
     def _advance(self) -> None:
+        acked = self._acked
         while True:
-            if self.cursor in self._acked:
-                self._acked.discard(self.cursor)
+            while self.cursor in acked:
+                acked.discard(self.cursor)
                 self.cursor += 1
-                continue
+            head = self.segments[0] if self.segments else None
+            if head is not None and head.first <= self.cursor <= head.last:
+                break  # the common case: the cursor is inside the oldest segment
             seg = self._segment_at(self.cursor)
             target = seg.first if seg is not None else self.next_seq
             if target <= self.cursor:
                 break
             self.cursor = target
-            self._acked = {s for s in self._acked if s >= target}
+            acked = self._acked = {s for s in acked if s >= target}
         while len(self.segments) > 1 and self.segments[0].last < self.cursor:
             self._delete(self.segments.pop(0))
 
@@ -357,17 +389,23 @@ class SegmentLog:
 
     def oldest_time_ms(self) -> int | None:
         """Event time of the oldest undelivered record (read from disk), or None."""
+        if self._oldest[:2] == (self.cursor, self.next_seq):
+            return self._oldest[2]
         seg = self._segment_at(self.cursor)
         if seg is None:
             return None
+        start = seg.offset_near(self.cursor)
         with open(seg.path, "rb") as handle:
-            data = handle.read(seg.nbytes)
-        offset = 0
+            handle.seek(start)
+            data = handle.read(seg.nbytes - start)
+        offset, found = 0, None
         while (parsed := parse(data, offset, None)) is not None:
             rec, offset = parsed
             if rec.seq >= self.cursor and rec.seq not in self._acked:
-                return rec.time_ms
-        return None
+                found = rec.time_ms
+                break
+        self._oldest = (self.cursor, self.next_seq, found)
+        return found
 
     def close(self) -> None:
         if self._file is not None:

@@ -134,6 +134,11 @@ class Spool:
     def ack(self, kind: int, seq: int) -> None:
         self._log(kind).ack(seq)
 
+    def ack_many(self, records: Sequence[Record]) -> None:
+        """Acknowledge delivered records (any order) in one pass per log."""
+        self.jobs.ack_many([r.seq for r in records if r.kind == JOB])
+        self.telemetry.ack_many([r.seq for r in records if r.kind != JOB])
+
     def rewind(self) -> None:
         """Send every undelivered record again, in order (after a producer failure)."""
         self.jobs.rewind()

@@ -237,3 +237,20 @@ def test_property_every_unacked_record_is_replayed_after_a_crash(tmp_path_factor
         seqs = [r.seq for r in replayed if (r.kind == JOB) == (kind == JOB)]
         assert seqs == sorted(seqs)
     again.close()
+
+
+def test_seeks_into_a_big_segment_use_marks(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.append([item(POWER, n) for n in range(1000)])
+    sent = drain(spool)
+    for rec in sent[:777]:
+        spool.ack(rec.kind, rec.seq)
+    assert spool.oldest_time_ms() == 1_700_000_000_000 + 777 * 1000
+    assert len(spool.telemetry.segments[0].marks) == 16  # one per 64 records
+    spool.rewind()
+    assert [r.seq for r in drain(spool)] == list(range(777, 1000))
+    spool.close()
+    again = Spool(tmp_path)
+    assert [r.seq for r in drain(again)] == list(range(777, 1000))
+    assert again.oldest_time_ms() == 1_700_000_000_000 + 777 * 1000
+    again.close()
