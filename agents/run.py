@@ -7,16 +7,26 @@ line and retried at its next turn; the others go on. A `Fleet` steps many agents
 outbox (one spool, one producer) and one clock, which is how the demo runs dozens of simulated
 DCs in one process on accelerated event time; a lone agent is a fleet of one.
 
-    agent = Agent.from_settings(load_settings(Path("agent.toml")))    # the `surplus agent` path
+    # `surplus agent`: settings from TOML + environment, system clock
+    agent = Agent.from_settings(load_settings(Path("agent.toml")))
     agent.run(stop)                  # until `stop` (a threading.Event) is set; then
     agent.close(timeout_s=10)        # flush what it can; the rest stays in the spool
 
+    # the demo: N simulated DCs, accelerated event time, one spool and one producer
+    t0 = datetime.now(UTC) - timedelta(hours=6)       # start in the past: see below
     fleet = Fleet.simulated(national_fleet(40, seed=7), kafka=KafkaSettings(bootstrap=b),
                             spool=SpoolSettings(path=d), clock=SimClock(t0, speed=60))
-    fleet.run_for(3600)              # one hour of event time, one minute of real time
-    fleet.close()
+    fleet.run_for(3600)              # one hour of event time in one minute of real time
+    fleet.close(timeout_s=30)        # True when every event was delivered
 
-    fleet.step(now)                  # or drive it yourself, e.g. with a ManualClock
+    fleet.step(now)                  # or drive it yourself (e.g. with a ManualClock)
+
+    # events without Kafka: the simulator is pure
+    SimulatedDataCenter(dc, sim, start=t0).events_between(t0, t1)   # -> [CloudEvent dict]
+
+Event time is the clock's time. Receivers reject events more than 300 s ahead of their own clock
+(`future_time`), so an accelerated clock should start far enough in the past that it does not
+overtake the wall clock during the run (speed 60 for one real minute needs t0 <= now - 1 h).
 """
 
 from __future__ import annotations

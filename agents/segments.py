@@ -1,7 +1,7 @@
 """An append-only log of CRC-framed records in segment files, with an ack cursor on disk. I/O (files).
 
-Frame: `>II` (body length, CRC32 of body), then the body `>QqBH` (seq, event time ms, kind, key
-length), key, value. Segments are `<first seq:020d>.seg`; the file `cursor` holds the lowest seq
+Records are framed by agents.frames (length, CRC32, seq, time, kind, key, value). Segments are
+`<first seq:020d>.seg`; the file `cursor` holds the lowest seq
 not yet acknowledged (every record below it is delivered or dropped). Opening scans every segment:
 a torn or corrupt record ends its segment's valid data (the last segment is truncated there), so
 a crash mid-write costs at most the record being written, never the log.
@@ -16,24 +16,19 @@ import bisect
 import contextlib
 import logging
 import os
-import struct
 import time
-import zlib
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from agents.frames import HEAD, frame_parts, parse
 from agents.records import Record
 
 log = logging.getLogger("agents.spool")
 
 FsyncPolicy = Literal["always", "batch", "never"]
-FRAME = struct.Struct(">II")
-BODY = struct.Struct(">QqBH")
-HEAD = FRAME.size + BODY.size
-MAX_BODY = 16 * 1024 * 1024
 READ_CHUNK = 1 << 20
 TAIL_MAX = 50_000  # records kept in memory for the sender when it is caught up
 MARK_EVERY = 64  # a (seq, offset) mark every this many records: seeks read at most that many
@@ -56,35 +51,6 @@ class Segment:
     @property
     def count(self) -> int:
         return self.last - self.first + 1
-
-
-def encode(seq: int, time_ms: int, kind: int, key: bytes, value: bytes) -> bytes:
-    return b"".join(frame_parts(seq, time_ms, kind, key, value))
-
-
-def frame_parts(seq: int, time_ms: int, kind: int, key: bytes, value: bytes) -> tuple[bytes, ...]:
-    """The frame in pieces (no copy of the value): header, body header, key, value."""
-    head = BODY.pack(seq, time_ms, kind, len(key))
-    crc = zlib.crc32(value, zlib.crc32(key, zlib.crc32(head)))
-    return FRAME.pack(len(head) + len(key) + len(value), crc), head, key, value
-
-
-def parse(buf: bytes | memoryview, offset: int, expect: int | None) -> tuple[Record, int] | None:
-    """The record at `offset` and the offset after it; None if torn, corrupt or out of sequence."""
-    if len(buf) - offset < HEAD:
-        return None
-    length, crc = FRAME.unpack_from(buf, offset)
-    start = offset + FRAME.size
-    if length < BODY.size or length > MAX_BODY or start + length > len(buf):
-        return None
-    body = bytes(buf[start:start + length])
-    if zlib.crc32(body) != crc:
-        return None
-    seq, time_ms, kind, klen = BODY.unpack_from(body)
-    if (expect is not None and seq != expect) or BODY.size + klen > length:
-        return None
-    key = body[BODY.size:BODY.size + klen]
-    return Record(seq, time_ms, kind, key, body[BODY.size + klen:]), start + length
 
 
 class SegmentLog:

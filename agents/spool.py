@@ -24,8 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agents.frames import HEAD, parse
 from agents.records import JOB, KIND_NAMES, Record
-from agents.segments import HEAD, FsyncPolicy, Item, SegmentLog, parse
+from agents.segments import FsyncPolicy, Item, SegmentLog
 
 log = logging.getLogger("agents.spool")
 

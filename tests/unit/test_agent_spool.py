@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agents.frames import HEAD
 from agents.records import CAPACITY, HEARTBEAT, JOB, POWER, Record
-from agents.segments import HEAD
 from agents.spool import Spool, SpoolBusy
 
 
