@@ -6,6 +6,7 @@ times must be RFC 3339 strings with a zone, NaN and Infinity are refused. Units 
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -23,29 +24,50 @@ SOURCE_PREFIX = "//cpn/dc/"
 HUBS = ("jjj", "yrd", "gba", "cy", "nm", "gz", "gs", "nx", "none")
 MAX_DEVICES = 10_000_000
 
+# Bounds keep every accepted value storable: counts fit their ClickHouse columns (UInt32 or
+# UInt64), totals keep a job's amount inside Decimal(18, 4), times inside DateTime64(3).
+UINT32_MAX = 2**32 - 1
+INT64_MAX = 2**63 - 1
+MAX_TOTAL = 1e12  # device-seconds (about 31,700 device-years) or kWh in one counter
+MIN_YEAR, MAX_YEAR = 1970, 9999  # later than now + 300 s is `future_time`, checked after the schema
+
 Ident = Annotated[str, Field(pattern=ID_PATTERN)]
-NonNegInt = Annotated[int, Field(ge=0)]
+NonNegInt = Annotated[int, Field(ge=0, le=INT64_MAX)]
+Count32 = Annotated[int, Field(ge=0, le=UINT32_MAX)]
 NonNegFloat = Annotated[float, Field(ge=0)]
+Total = Annotated[float, Field(ge=0, le=MAX_TOTAL)]
 Ratio = Annotated[float, Field(ge=0, le=1)]
 IntervalS = Annotated[int, Field(ge=1, le=3600)]
 Text = Annotated[str, Field(min_length=1, max_length=200)]
 
 
+_RFC3339 = re.compile(
+    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})?"
+)
+
+
 def _rfc3339(value: object) -> datetime:
-    """Accept only an ISO 8601 / RFC 3339 string with a zone; never a number or a naive time."""
+    """Accept only an RFC 3339 date-time string with a zone; never a number or a naive time."""
     if isinstance(value, datetime):
         parsed = value
     elif isinstance(value, str):
-        if len(value) > 40:
-            raise ValueError("time string too long")
+        match = _RFC3339.fullmatch(value) if len(value) <= 40 else None
+        if match is None:
+            raise ValueError("not an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.frac]Z or +HH:MM)")
+        day, clock, fraction, zone = match.groups()
+        if zone is None:
+            raise ValueError("time has no zone")
+        text = f"{day}T{clock}{'.' + (fraction + '00000')[:6] if fraction else ''}{'+00:00' if zone in 'Zz' else zone}"
         try:
-            parsed = datetime.fromisoformat(value)
+            parsed = datetime.fromisoformat(text)
         except ValueError as exc:
-            raise ValueError(f"not an RFC 3339 time: {value!r}") from exc
+            raise ValueError(f"not a valid time: {exc}") from None
     else:
         raise ValueError("time must be an RFC 3339 string")
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise ValueError("time has no zone")
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+        raise ValueError(f"time must be in the years {MIN_YEAR}..{MAX_YEAR}")
     return parsed
 
 
@@ -70,7 +92,7 @@ class Registration(Strict):
     cluster: Ident | None
     lat: Annotated[float, Field(ge=-90, le=90)]
     lon: Annotated[float, Field(ge=-180, le=180)]
-    racks_total: NonNegInt
+    racks_total: Count32
 
 
 class PeakTflops(Strict):
@@ -87,9 +109,10 @@ class Capacity(Strict):
     dc_id: Ident
     pool_id: Ident
     device_model: Ident
-    devices_total: NonNegInt
-    devices_online: NonNegInt
-    devices_allocated: NonNegInt
+    # unbounded here: `devices_total <= 10_000_000` is a cross-field rule (`inconsistent`)
+    devices_total: Annotated[int, Field(ge=0)]
+    devices_online: Annotated[int, Field(ge=0)]
+    devices_allocated: Annotated[int, Field(ge=0)]
     busy_ratio: Ratio | None = None
     interval_s: IntervalS
     peak_tflops_per_device: PeakTflops | None = None
@@ -121,11 +144,11 @@ class Job(Strict):
     tenant_id: Ident
     pool_id: Ident
     device_model: Ident
-    devices: NonNegInt
+    devices: Count32
     phase: Literal["start", "usage", "end"]
     seq: NonNegInt
-    device_seconds_total: NonNegFloat
-    energy_kwh_total: NonNegFloat
+    device_seconds_total: Total
+    energy_kwh_total: Total
     status: Literal["succeeded", "failed", "cancelled"] | None = None
 
     @model_validator(mode="after")

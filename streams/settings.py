@@ -41,6 +41,7 @@ class WorkerSettings(BaseSettings):
         default_factory=default_clickhouse_url,
         validation_alias=AliasChoices("CLICKHOUSE_URL", "clickhouse_url"),
         description="chdb:///path or http(s)://user:pass@host:8123/cpn",
+        repr=False,  # it may carry a password
     )
     topic_prefix: str = Field("cpn.", description="prefix of every topic name")
     group_id: str = Field("surplus-workers", description="consumer group of the workers")

@@ -148,9 +148,6 @@ POISON = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="decode accepts values that the ClickHouse columns or the "
-                   "ledger's Decimal cannot hold; the worker then crashes on every restart "
-                   "(a poison pill). Fix: bound them in schemas/events.py (SPEC §3 `schema`).")
 @pytest.mark.parametrize("case", sorted(POISON))
 def test_known_poison_pills(case: str, store: Any) -> None:
     event_type, path, value = POISON[case]

@@ -117,9 +117,6 @@ def test_the_worker_pipeline_with_keys_logs_no_secret(
     assert_clean(everything, "logs, reprs or dead letters")
 
 
-@pytest.mark.xfail(strict=True, reason="WorkerSettings.clickhouse_url is a plain str: its repr "
-                   "shows the ClickHouse password of an http://user:pass@host URL (streams/"
-                   "settings.py; use SecretStr or a redacting repr)")
 def test_clickhouse_url_password_not_in_settings_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     from streams.settings import WorkerSettings
 

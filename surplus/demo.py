@@ -1,0 +1,277 @@
+"""`surplus demo`: the national network on one machine — broker, store, simulated fleet, worker,
+live progress, and the surplus report at the end. Wiring.
+
+Event time runs `--speed` times faster than the clock and ends at the present (events more than
+300 s ahead of the receiver's clock would be rejected as `future_time`): `--minutes 2 --speed 120`
+simulates the four hours before now in two minutes. Every run starts from a clean
+`var/demo/` (store, spool, logs); the embedded broker it starts is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from surplus.errors import UserError
+from surplus.paths import REPO, var_dir
+
+GROUP = "surplus-demo"
+
+
+@dataclass
+class Progress:
+    """What the live display shows; written by the fleet thread, read by the main thread."""
+
+    sim_now: datetime | None = None
+    published: int = 0
+    processed: int = 0
+    end: int = 0
+    dead: int = 0
+    dark_dc: str | None = None
+    phase: str = "starting"
+    errors: list[str] = field(default_factory=list)
+
+
+def _bad_messages(prefix: str, dc_id: str, now: datetime) -> list[tuple[str, bytes, bytes]]:
+    """A few messages that must end in the dead letters, one per kind of mistake."""
+    def event(**data_changes: Any) -> bytes:
+        body: dict[str, Any] = {
+            "specversion": "1.0", "id": f"demo-bad-{len(data_changes)}-{sorted(data_changes)}",
+            "source": f"//cpn/dc/{dc_id}", "type": "cpn.capacity.v1",
+            "time": now.isoformat().replace("+00:00", "Z"), "datacontenttype": "application/json",
+            "data": {"dc_id": dc_id, "pool_id": "demo-bad", "device_model": "nvidia-h100-sxm5-80gb",
+                     "devices_total": 8, "devices_online": 8, "devices_allocated": 4, "interval_s": 60}}
+        body["data"].update(data_changes)
+        return json.dumps(body).encode()
+
+    topic = prefix + "capacity"
+    key = dc_id.encode()
+    return [
+        (topic, key, b"{ this is not JSON"),
+        (topic, key, event(devices_allocated=99)),  # inconsistent
+        (topic, key, event(device_model="acme-mystery-1")),  # unknown_device_model
+        (topic, key, event(busy_ratio=7)),  # schema
+        (topic, key, json.dumps({"type": "cpn.rumour.v1"}).encode()),  # unknown_type
+    ]
+
+
+def _offsets(bootstrap: str, prefix: str) -> tuple[int, int, int]:
+    """(committed by the demo's group, end of the telemetry topics, dead letters)."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": GROUP, "enable.auto.commit": False})
+    try:
+        topics = consumer.list_topics(timeout=5).topics
+        tele = [TopicPartition(prefix + t, p) for t in ("registry", "capacity", "power", "jobs", "heartbeat")
+                if prefix + t in topics for p in topics[prefix + t].partitions]
+        dead = [TopicPartition(prefix + "deadletter", p) for p in topics[prefix + "deadletter"].partitions] \
+            if prefix + "deadletter" in topics else []
+        try:
+            committed = sum(max(tp.offset, 0) for tp in consumer.committed(tele, timeout=5))
+        except KafkaException:
+            committed = 0
+        end = sum(consumer.get_watermark_offsets(tp, timeout=5)[1] for tp in tele)
+        dead_n = sum(consumer.get_watermark_offsets(tp, timeout=5)[1] for tp in dead)
+        return committed, end, dead_n
+    finally:
+        consumer.close()
+
+
+def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    handle = open(log, "ab")  # noqa: SIM115 - the child owns it
+    try:
+        return subprocess.Popen([sys.executable, "-m", "surplus.cli", "streams", "worker", "--loglevel", "info"],
+                                cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    finally:
+        handle.close()
+
+
+def _stop(proc: subprocess.Popen[bytes] | None, timeout_s: float = 30) -> None:
+    """SIGTERM, then SIGKILL after the deadline (a stuck worker can ignore SIGTERM)."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+def _render(p: Progress, started: float, minutes: float) -> Any:
+    from rich.table import Table
+
+    table = Table(title="Surplus demo — national computing-power network", show_header=False, min_width=64)
+    table.add_column(style="bold")
+    table.add_column()
+    elapsed = time.monotonic() - started
+    table.add_row("phase", p.phase)
+    table.add_row("simulated time", p.sim_now.strftime("%Y-%m-%d %H:%M UTC") if p.sim_now else "—")
+    table.add_row("elapsed", f"{elapsed:,.0f} s of ~{minutes * 60:,.0f} s")
+    table.add_row("events published", f"{p.published:,}")
+    table.add_row("events processed", f"{p.processed:,}")
+    table.add_row("consumer lag", f"{max(0, p.end - p.processed):,}")
+    table.add_row("dead letters", f"{p.dead:,}")
+    table.add_row("dark DC", p.dark_dc or "—")
+    for error in p.errors[-3:]:
+        table.add_row("[red]error", error)
+    return table
+
+
+def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path,
+             bootstrap: str | None, clickhouse_url: str | None, prefix: str, quiet: bool = False) -> dict[str, Any]:
+    """Run the whole demo; return the final report (also rendered unless quiet)."""
+    from rich.console import Console
+    from rich.live import Live
+
+    from agents.clock import SimClock
+    from agents.fleet import national_fleet
+    from agents.run import Fleet
+    from agents.settings import Intervals, KafkaSettings, SpoolSettings
+    from surplus.kafka_admin import ensure_topics
+    from surplus.localkafka import LocalKafka, free_port
+
+    console = Console(stderr=quiet)
+    if dcs < 1 or minutes <= 0 or speed <= 0:
+        raise UserError("--dcs, --minutes and --speed must be positive")
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    url = clickhouse_url or f"chdb://{workdir / 'chdb'}"
+    broker: LocalKafka | None = None
+    worker: subprocess.Popen[bytes] | None = None
+    fleet: Any = None
+    try:
+        if bootstrap is None:
+            console.print("[bold]starting the local Kafka broker[/] (Apache Kafka 3.9.2, KRaft) ...")
+            broker = LocalKafka(workdir / "kafka", port=free_port(), controller_port=free_port(),
+                                progress=lambda m: console.print(f"  {m}"))
+            bootstrap = broker.up()
+        ensure_topics(bootstrap, [prefix + t for t in ("registry", "capacity", "power", "jobs", "heartbeat",
+                                                         "deadletter")], partitions=6)
+        env = {**os.environ, "KAFKA_BOOTSTRAP": bootstrap, "CLICKHOUSE_URL": url, "SURPLUS_TOPIC_PREFIX": prefix,
+               "SURPLUS_GROUP_ID": GROUP, "SURPLUS_SESSION_TIMEOUT_S": "6", "SURPLUS_METRICS_INTERVAL_S": "5",
+               "SURPLUS_DATA_DIR": str(workdir / "faust"), "SURPLUS_PARTITIONS": "6"}
+        console.print(f"starting a stream worker (log: {workdir / 'worker.log'}) ...")
+        worker = _start_worker(env, workdir / "worker.log")
+
+        span = timedelta(seconds=minutes * 60 * speed)
+        now = datetime.now(UTC).replace(microsecond=0)
+        clock = SimClock(now - span, speed=speed)
+        sim = national_fleet(dcs, seed=seed)
+        fleet = Fleet.simulated(sim, kafka=KafkaSettings(bootstrap=bootstrap, topic_prefix=prefix),
+                                spool=SpoolSettings(path=workdir / "spool"), clock=clock,
+                                intervals=Intervals(capacity_s=60, power_s=300, heartbeat_s=60))
+        progress = Progress(phase="simulating")
+        stop = threading.Event()
+
+        def drive() -> None:
+            try:
+                fleet.run_for(span.total_seconds() / 2, stop)
+                victim = fleet.agents.pop(len(fleet.agents) // 2)  # one DC goes dark midway
+                progress.dark_dc = victim.dc.dc_id
+                from confluent_kafka import Producer
+
+                producer = Producer({"bootstrap.servers": bootstrap})
+                for topic, key, value in _bad_messages(prefix, fleet.agents[0].dc.dc_id, clock.now()):
+                    producer.produce(topic, value, key=key)
+                producer.flush(10)
+                fleet.run_for(span.total_seconds() / 2 - 1, stop)
+            except Exception as exc:  # shown, then the demo ends with what it has
+                progress.errors.append(f"{type(exc).__name__}: {exc}")
+            finally:
+                stop.set()
+
+        started = time.monotonic()
+        thread = threading.Thread(target=drive, name="fleet", daemon=True)
+        thread.start()
+        with Live(_render(progress, started, minutes), console=console, refresh_per_second=2,
+                  transient=quiet) as live:
+            while thread.is_alive() or progress.phase != "done":
+                progress.sim_now = clock.now() if thread.is_alive() else progress.sim_now
+                progress.published = fleet.outbox.counts.delivered
+                try:
+                    progress.processed, progress.end, progress.dead = _offsets(bootstrap, prefix)
+                except Exception as exc:
+                    progress.errors.append(f"offsets: {exc}")
+                if worker.poll() is not None:
+                    raise UserError(f"the stream worker exited ({worker.returncode}); see {workdir / 'worker.log'}")
+                if not thread.is_alive():
+                    if progress.phase == "simulating":
+                        progress.phase = "flushing the agents' spool"
+                        fleet.close(timeout_s=60)
+                        progress.published = fleet.outbox.counts.delivered
+                        progress.phase = "worker catching up"
+                        catch_up_deadline = time.monotonic() + 120
+                    elif progress.end and progress.processed >= progress.end:
+                        progress.phase = "done"
+                    elif time.monotonic() > catch_up_deadline:
+                        raise UserError(f"the worker did not catch up in 120 s; see {workdir / 'worker.log'}")
+                live.update(_render(progress, started, minutes))
+                time.sleep(0.5)
+        _stop(worker)
+        worker = None
+        from surplus.report import build_report, render_report
+        from surplus.store import connect
+
+        client, target = connect(url)
+        report = build_report(client, target.database)
+        report["demo"] = {"published": progress.published, "processed": progress.processed,
+                          "dead_letters": progress.dead, "dark_dc": progress.dark_dc, "dcs": dcs,
+                          "speed": speed, "store": url, "prefix": prefix}
+        if not quiet:
+            render_report(report, console)
+            console.print(
+                f"\nThe data is in [bold]{url}[/] (database {target.database}); the next run starts afresh.\n"
+                f"Report on it again: .venv/bin/surplus report --url '{url}'\n"
+                f"Query it in SQL through clickhouse-connect (dsn '{url.split('?')[0]}'), e.g.\n"
+                f"  SELECT * FROM {target.database}.national_surplus_minute ORDER BY ts DESC LIMIT 5")
+        return report
+    finally:
+        _stop(worker)
+        if fleet is not None:
+            with contextlib.suppress(Exception):  # already closed, or the broker is gone
+                fleet.close(timeout_s=5)
+        if broker is not None:
+            broker.down()
+
+
+@click.command()
+@click.option("--dcs", default=48, show_default=True, help="simulated data centers (over the 8 hubs)")
+@click.option("--minutes", default=2.0, show_default=True, help="real minutes the simulation runs")
+@click.option("--speed", default=120.0, show_default=True,
+              help="event time runs this many times faster than the clock (120: 4 h in 2 min)")
+@click.option("--seed", default=7, show_default=True, help="seed of the simulated fleet")
+@click.option("--workdir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="where the demo keeps its store, spool and logs (default var/demo; wiped at start)")
+@click.option("--json", "as_json", is_flag=True, help="print the final report as JSON instead")
+def demo(dcs: int, minutes: float, speed: float, seed: int, workdir: Path | None, as_json: bool) -> None:
+    """The national network on one machine.
+
+    Starts the local Kafka broker (or uses KAFKA_BOOTSTRAP), a stream worker writing to chDB
+    under var/demo/chdb (or CLICKHOUSE_URL), and simulated agents for a national fleet: the 8 hubs
+    and 10 clusters plus other DCs, mixed NVIDIA/Ascend/Hygon/Cambricon/CPU pools, diurnal load,
+    jobs from several tenants, each DC's energy mix from its province, one DC that goes dark
+    midway and a few bad messages. Shows live progress and ends with the national surplus report;
+    everything it started is stopped. Each run starts from a clean var/demo/.
+    """
+    report = run_demo(dcs=dcs, minutes=minutes, speed=speed, seed=seed,
+                      workdir=workdir or var_dir() / "demo", bootstrap=os.environ.get("KAFKA_BOOTSTRAP"),
+                      clickhouse_url=os.environ.get("CLICKHOUSE_URL"),
+                      prefix=os.environ.get("SURPLUS_TOPIC_PREFIX", "cpn."), quiet=as_json)
+    if as_json:
+        click.echo(json.dumps(report, default=str))

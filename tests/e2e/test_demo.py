@@ -1,0 +1,92 @@
+"""`surplus demo` end to end (issue #8): it completes, exits 0, leaves nothing running, and its
+report's national figures equal what this test computes from the events the simulator published.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e import fleet as oracle
+from tests.e2e.harness import REPO, TELEMETRY
+
+pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.e2e, pytest.mark.slow]
+
+
+def published(bootstrap: str, prefix: str) -> tuple[list[dict[str, Any]], int]:
+    """The valid events the demo published (telemetry minus the dead letters' positions)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "demo-test-reader",
+                         "enable.auto.commit": False})
+    try:
+        topics = consumer.list_topics(timeout=10).topics
+
+        def read(name: str) -> list[Any]:
+            out = []
+            for p in topics[name].partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)
+                if high <= low:
+                    continue
+                consumer.assign([TopicPartition(name, p, low)])
+                got = 0
+                while got < high - low:
+                    for m in consumer.consume(10000, timeout=5):
+                        assert not m.error(), m.error()
+                        out.append(m)
+                        got += 1
+            return out
+
+        dead = {dict(m.headers())["source"].decode() for m in read(prefix + "deadletter")}
+        events = []
+        for t in TELEMETRY:
+            for m in read(prefix + t):
+                if f"{m.topic()}/{m.partition()}/{m.offset()}" not in dead:
+                    events.append(json.loads(m.value()))
+        return events, len(dead)
+    finally:
+        consumer.close()
+
+
+def test_demo_report_equals_the_published_events(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> None:
+    env = {**os.environ, "KAFKA_BOOTSTRAP": kafka_bootstrap, "SURPLUS_TOPIC_PREFIX": topic_prefix}
+    env.pop("CLICKHOUSE_URL", None)
+    done = subprocess.run([sys.executable, "-m", "surplus.cli", "demo", "--dcs", "40", "--minutes", "0.4",
+                           "--speed", "300", "--workdir", str(tmp_path / "demo"), "--json"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=400, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    report = json.loads(done.stdout)
+
+    # nothing left running: no process carries this test's topic prefix in its environment
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                environ = (proc / "environ").read_bytes()
+            except OSError:
+                continue
+            assert f"SURPLUS_TOPIC_PREFIX={topic_prefix}".encode() not in environ or int(proc.name) == os.getpid()
+
+    events, dead = published(kafka_bootstrap, topic_prefix)
+    assert dead == report["demo"]["dead_letters"] >= 5
+    assert len({e["data"]["dc_id"] for e in events}) == 40
+    assert report["demo"]["dark_dc"]
+    national = oracle.surplus(events)["national"]
+    ts = datetime.fromisoformat(report["national"]["ts"].replace("Z", "+00:00")).astimezone(UTC)
+    assert ts == max(national), "the report's 'now' is the last minute with a reporting pool"
+    expected = national[ts]
+    for p in ("fp16", "fp32", "fp64"):
+        assert math.isclose(report["national"]["idle_pflops"][p], expected[f"idle_pflops_{p}"], rel_tol=1e-9), p
+    assert report["national"]["pools_reporting"] == expected["pools_reporting"]
+    assert report["national"]["pools_stale"] == expected.get("pools_stale", 0)
+    fp16 = [row["idle_pflops_fp16"] for row in national.values()]
+    assert math.isclose(report["national"]["range"]["fp16"]["min"], min(fp16), rel_tol=1e-9)
+    assert math.isclose(report["national"]["range"]["fp16"]["max"], max(fp16), rel_tol=1e-9)
