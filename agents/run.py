@@ -158,7 +158,10 @@ class Agent:
 
 
 class Fleet:
-    """Agents sharing one outbox and one clock, stepped together."""
+    """Agents sharing one outbox and one clock, stepped together.
+
+    Their heartbeats report the shared spool's backlog and oldest age (one spool for all).
+    """
 
     def __init__(self, agents: Iterable[Agent], *, outbox: Outbox, clock: Clock) -> None:
         self.agents, self.outbox, self.clock = list(agents), outbox, clock

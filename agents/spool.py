@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import math
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -97,10 +98,14 @@ class Spool:
                 room -= size
             else:
                 self.counts.refused[KIND_NAMES[item[0]]] += 1
+                _now_and_then(sum(self.counts.refused.values()),
+                              "spool full of job metering (%d bytes): %d telemetry events refused "
+                              "so far", self.max_bytes)
         if room < 0:
             self.counts.jobs_over_bound += len(jobs)
-            log.warning("spool over its bound of %d bytes with job metering only; job events are "
-                        "kept (never dropped), telemetry is refused", self.max_bytes)
+            _now_and_then(self.counts.jobs_over_bound,
+                          "spool past its bound of %d bytes with job metering only: %d job events "
+                          "kept anyway (never dropped)", self.max_bytes)
         records = self.jobs.append_many(jobs) + self.telemetry.append_many(kept)
         return Appended(records, len(tele) - len(kept))
 
@@ -179,3 +184,9 @@ class Spool:
         if self._lock >= 0:
             os.close(self._lock)  # releases the flock
             self._lock = -1
+
+
+def _now_and_then(count: int, message: str, bound: int) -> None:
+    """Log at the 1st, 10th, 100th... occurrence: a full spool must not flood the log."""
+    if count > 0 and 10 ** int(math.log10(count)) == count:
+        log.warning(message, bound, count)
