@@ -123,11 +123,12 @@ class Outbox:
                 if not self._pending:
                     break
             rec = self._pending[0]
+            self._in_flight += 1  # before send: a report may come back synchronously
             if not self.publisher.send(rec):
+                self._in_flight -= 1
                 self._poll(0)
                 break
             self._pending.popleft()
-            self._in_flight += 1
             sent += 1
         self.counts.sent += sent
         self.spool.tick()

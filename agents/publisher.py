@@ -104,6 +104,8 @@ class KafkaPublisher:
                                    on_delivery=partial(self._report, rec))
         except BufferError:
             return False
+        except KafkaException as exc:  # refused on the spot (e.g. larger than message.max.bytes)
+            self._report(rec, exc.args[0])
         return True
 
     def _report(self, rec: Record, err: KafkaError | None, _msg: object = None) -> None:

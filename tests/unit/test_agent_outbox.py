@@ -253,3 +253,19 @@ def test_step_accepts_an_explicit_time(tmp_path: Path) -> None:
     stepper: Callable[[datetime], int] = agent.step
     assert stepper(T0 + timedelta(minutes=3)) > 0
     assert agent.next_due() > T0 + timedelta(minutes=3)
+
+
+def test_a_record_refused_on_the_spot_is_given_up_and_the_window_stays_right(tmp_path: Path) -> None:
+    box, pub, _ = outbox(tmp_path, max_in_flight=2)
+    original = pub.send
+
+    def send(rec: Record) -> bool:  # like produce() raising MSG_SIZE_TOO_LARGE synchronously
+        if rec.seq == 1:
+            pub.on_delivery(rec, DeliveryError("MSG_SIZE_TOO_LARGE", "too big", permanent=True))
+            return True
+        return original(rec)
+
+    pub.send = send  # type: ignore[method-assign]
+    box.put([capacity(n) for n in range(5)])
+    assert box.drain(5) and box.counts.rejected == 1 and box.counts.delivered == 4
+    assert box._in_flight == 0
