@@ -35,7 +35,8 @@ PERMANENT = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_RECORD,
 PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
 
 
-Signer = Callable[[bytes], tuple[str, bytes]]
+# (value bytes, message key = dc_id) -> the signature header; a fleet signs each DC with its own key
+Signer = Callable[[bytes, bytes], tuple[str, bytes]]
 
 
 def producer_config(kafka: KafkaSettings, client_id: str) -> dict[str, Any]:
@@ -98,7 +99,7 @@ class KafkaPublisher:
         """Hand one record to librdkafka; False when its queue is full (poll, then retry)."""
         headers = self._headers
         if self._signer is not None:
-            headers = [*headers, self._signer(rec.value)]
+            headers = [*headers, self._signer(rec.value, rec.key)]
         try:
             self._producer.produce(self.topics[rec.kind], rec.value, rec.key, headers=headers,
                                    on_delivery=partial(self._report, rec))
@@ -166,6 +167,14 @@ def ensure_topics(kafka: KafkaSettings, partitions: int = 3, timeout_s: float = 
     return wanted
 
 
+def fleet_signer(keys: dict[str, Any]) -> Signer:
+    """Signs each event with the key of the DC in its message key (simulated fleets, one producer)."""
+    from schemas.signing import sign
+
+    by_key = {dc_id.encode(): key for dc_id, key in keys.items()}
+    return lambda value, dc_key: sign(value, by_key[dc_key])
+
+
 def make_signer(path: object, dc_id: str) -> Signer:
     """A signer from a DC's key file, via schemas.signing (UserError if unusable or unavailable)."""
     try:
@@ -179,4 +188,4 @@ def make_signer(path: object, dc_id: str) -> Signer:
         raise UserError(f"signing key: {exc}") from None
     if getattr(key, "dc_id", dc_id) != dc_id:
         raise UserError(f"signing key {path} belongs to DC {key.dc_id!r}, this agent is {dc_id!r}")
-    return lambda value: sign(value, key)
+    return lambda value, _key: sign(value, key)

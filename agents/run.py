@@ -38,6 +38,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agents import __version__
 from agents.clock import Clock, SystemClock
@@ -48,6 +49,9 @@ from agents.records import CloudEvent, build, registration_event, to_ms
 from agents.settings import AgentSettings, DataCenter, Intervals, KafkaSettings, SpoolSettings
 from agents.wiring import build_collectors, build_outbox, simulator_for
 from schemas.events import Heartbeat
+
+if TYPE_CHECKING:
+    from agents.publisher import Signer
 
 log = logging.getLogger("agents")
 MAX_WAIT_S = 0.5  # the loop serves delivery reports and checks `stop` at least this often
@@ -168,10 +172,11 @@ class Fleet:
 
     @classmethod
     def simulated(cls, dcs: Sequence[SimDC], *, kafka: KafkaSettings, spool: SpoolSettings,
-                  clock: Clock, intervals: Intervals | None = None) -> Fleet:
-        """Simulated DCs (agents.fleet.national_fleet) publishing through one spool and producer."""
+                  clock: Clock, intervals: Intervals | None = None, signer: Signer | None = None) -> Fleet:
+        """Simulated DCs (agents.fleet.national_fleet) publishing through one spool and producer;
+        `signer` (agents.publisher.fleet_signer) signs each DC's events with that DC's key."""
         intervals = intervals or Intervals()
-        outbox = build_outbox(kafka, spool, client_id="surplus-fleet")
+        outbox = build_outbox(kafka, spool, client_id="surplus-fleet", signer=signer)
         start = clock.now()
         agents = [Agent(d.dc, [simulator_for(d, intervals, start)], outbox=outbox, clock=clock,
                         intervals=intervals) for d in dcs]

@@ -73,9 +73,9 @@ JOB_BUSY: Final = {"training": 0.85, "inference": 0.5, "cloud": 0.6, "batch": 0.
 IDLE_FRACTION: Final = 0.12
 SERVER_OVERHEAD: Final = {"device": 1.35, "core": 1.25}
 
-TENANTS: Final = ("acme-ai", "uni-nlp-lab", "bio-sim", "auto-drive", "fin-risk", "weather-hpc",
-                  "game-render", "gov-cloud", "med-imaging", "edu-mooc", "robotics-lab",
-                  "chem-md")
+# tenants of several kinds: a rural school, a startup, a university lab, a foreign company, ...
+TENANTS: Final = ("rural-school", "acme-ai", "uni-nlp-lab", "foreign-co", "bio-sim", "auto-drive",
+                  "fin-risk", "weather-hpc", "game-render", "gov-cloud", "med-imaging", "edu-mooc")
 
 
 def grid_of(province: str) -> Grid:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agents.collectors import Collector
 from agents.collectors.simulator import SimulatorCollector
@@ -16,6 +17,9 @@ from agents.outbox import Outbox
 from agents.settings import AgentSettings, Intervals, KafkaSettings, SpoolSettings
 from agents.spool import Spool, SpoolBusy
 from surplus.errors import UserError
+
+if TYPE_CHECKING:
+    from agents.publisher import Signer
 
 
 def build_spool(spool: SpoolSettings) -> Spool:
@@ -29,11 +33,12 @@ def build_spool(spool: SpoolSettings) -> Spool:
 
 
 def build_outbox(kafka: KafkaSettings, spool: SpoolSettings, *, signing_key_file: Path | None = None,
-                 dc_id: str = "", client_id: str | None = None) -> Outbox:
+                 dc_id: str = "", client_id: str | None = None, signer: Signer | None = None) -> Outbox:
     """A spool and an idempotent Kafka producer wired together (creating topics if asked)."""
     from agents.publisher import KafkaPublisher, ensure_topics, make_signer
 
-    signer = make_signer(signing_key_file, dc_id) if signing_key_file is not None else None
+    if signing_key_file is not None:
+        signer = make_signer(signing_key_file, dc_id)
     if kafka.create_topics:
         ensure_topics(kafka)
     name = client_id or f"surplus-agent-{dc_id}"

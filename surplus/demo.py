@@ -68,6 +68,20 @@ def _bad_messages(prefix: str, dc_id: str, now: datetime) -> list[tuple[str, byt
     ]
 
 
+def _signing_keys(dc_ids: list[str], registry: Path) -> dict[str, Any]:
+    """A fresh HMAC-SHA256 key per DC, and the registry the worker verifies against (mode 0600)."""
+    import secrets
+
+    from schemas.signing import SigningKey
+
+    keys = {dc: SigningKey(f"{dc}-demo", dc, "hmac-sha256", secrets.token_bytes(32)) for dc in dc_ids}
+    text = "".join(f'[[key]]\nkey_id = "{k.key_id}"\ndc_id = "{dc}"\nalg = "hmac-sha256"\n'
+                   f'secret = "{k.secret.hex()}"\n\n' for dc, k in keys.items())
+    registry.touch(mode=0o600)
+    registry.write_text(text)
+    return keys
+
+
 def _offsets(bootstrap: str, prefix: str) -> tuple[int, int, int]:
     """(committed by the demo's group, end of the telemetry topics, dead letters)."""
     from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -140,8 +154,10 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
 
     from agents.clock import SimClock
     from agents.fleet import national_fleet
+    from agents.publisher import fleet_signer
     from agents.run import Fleet
     from agents.settings import Intervals, KafkaSettings, SpoolSettings
+    from schemas.signing import sign
     from surplus.kafka_admin import ensure_topics
     from surplus.localkafka import LocalKafka, free_port
 
@@ -166,16 +182,19 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
         env = {**os.environ, "KAFKA_BOOTSTRAP": bootstrap, "CLICKHOUSE_URL": url, "SURPLUS_TOPIC_PREFIX": prefix,
                "SURPLUS_GROUP_ID": GROUP, "SURPLUS_SESSION_TIMEOUT_S": "6", "SURPLUS_METRICS_INTERVAL_S": "5",
                "SURPLUS_DATA_DIR": str(workdir / "faust"), "SURPLUS_PARTITIONS": "6"}
+        env["SURPLUS_SIGNING_KEYS"] = str(workdir / "signing-keys.toml")
         console.print(f"starting a stream worker (log: {workdir / 'worker.log'}) ...")
-        worker = _start_worker(env, workdir / "worker.log")
 
         span = timedelta(seconds=minutes * 60 * speed)
         now = datetime.now(UTC).replace(microsecond=0)
         clock = SimClock(now - span, speed=speed)
         sim = national_fleet(dcs, seed=seed)
+        keys = _signing_keys([d.dc.dc_id for d in sim], workdir / "signing-keys.toml")
         fleet = Fleet.simulated(sim, kafka=KafkaSettings(bootstrap=bootstrap, topic_prefix=prefix),
                                 spool=SpoolSettings(path=workdir / "spool"), clock=clock,
-                                intervals=Intervals(capacity_s=60, power_s=300, heartbeat_s=60))
+                                intervals=Intervals(capacity_s=60, power_s=300, heartbeat_s=60),
+                                signer=fleet_signer(keys))
+        worker = _start_worker(env, workdir / "worker.log")  # after the key registry exists
         progress = Progress(phase="simulating")
         stop = threading.Event()
 
@@ -187,8 +206,13 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
                 from confluent_kafka import Producer
 
                 producer = Producer({"bootstrap.servers": bootstrap})
-                for topic, key, value in _bad_messages(prefix, fleet.agents[0].dc.dc_id, clock.now()):
-                    producer.produce(topic, value, key=key)
+                honest = fleet.agents[0].dc.dc_id
+                for topic, key, value in _bad_messages(prefix, honest, clock.now()):
+                    producer.produce(topic, value, key=key, headers=[sign(value, keys[honest])])
+                # and a spoof: another DC's telemetry signed with this DC's key
+                spoof = fleet.agents[1].dc.dc_id
+                value = _bad_messages(prefix, spoof, clock.now())[1][2].replace(b": 99", b": 1")
+                producer.produce(prefix + "capacity", value, key=spoof.encode(), headers=[sign(value, keys[honest])])
                 producer.flush(10)
                 fleet.run_for(span.total_seconds() / 2 - 1, stop)
             except Exception as exc:  # shown, then the demo ends with what it has

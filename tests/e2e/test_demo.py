@@ -91,6 +91,8 @@ def test_demo_report_equals_the_published_events(kafka_bootstrap: str, topic_pre
     assert dead == report["demo"]["dead_letters"] >= 5
     assert len({e["data"]["dc_id"] for e in events}) == 40
     assert report["demo"]["dark_dc"]
+    reasons = {r["reason"] for r in report["deadletters"]["by_reason"]}
+    assert "bad_signature" in reasons, "signing is on in the demo: the spoofed event is refused"
     national = oracle.surplus(events)["national"]
     ts = datetime.fromisoformat(report["national"]["ts"].replace("Z", "+00:00")).astimezone(UTC)
     assert ts == max(national), "the report's 'now' is the last minute with a reporting pool"

@@ -315,9 +315,9 @@ def test_signed_events_end_to_end_agent_to_worker_over_sasl_ssl(
         return json.dumps(obj).encode()
 
     genuine, tampered, spoof = event("ok"), event("tampered"), event("spoof", "bj-01")
-    messages = [(genuine, signer(genuine), b"gz-guian-01"),
-                (tampered.replace(b"380", b"3"), signer(tampered), b"gz-guian-01"),
-                (spoof, signer(spoof), b"bj-01")]
+    messages = [(genuine, signer(genuine, b"gz-guian-01"), b"gz-guian-01"),
+                (tampered.replace(b"380", b"3"), signer(tampered, b"gz-guian-01"), b"gz-guian-01"),
+                (spoof, signer(spoof, b"bj-01"), b"bj-01")]
     agent = KafkaSettings(bootstrap=secure.bootstrap, security_protocol="SASL_SSL",
                           username="gz-guian-01", password=acls["gz-guian-01"],
                           ssl_ca_location=secure.secure_dir / "ca.pem")

@@ -157,5 +157,5 @@ def test_signing_key_of_another_dc_is_refused(tmp_path: Path, clean_env: pytest.
     key.write_text('key_id = "k1"\ndc_id = "other-dc"\nalg = "hmac-sha256"\nsecret = "' + "ab" * 32 + '"\n')
     with pytest.raises(UserError, match="belongs to DC 'other-dc'"):
         make_signer(key, "gs-qingyang-01")
-    name, value = make_signer(key, "other-dc")(b"{}")
+    name, value = make_signer(key, "other-dc")(b"{}", b"other-dc")
     assert name == "surplus-signature" and value.startswith(b"v1;kid=k1;alg=hmac-sha256;sig=")
