@@ -25,6 +25,7 @@ from schemas.signing import (
     KeyRegistry,
     SigningKey,
     SigningKeyError,
+    load_signing_key,
     verify,
 )
 from surplus.errors import UserError
@@ -116,15 +117,40 @@ def keygen(key_id: str, dc_id: str, alg: str) -> tuple[str, str]:
     return key_file, entry
 
 
+def fleet_keys(directory: Path, dc_ids: list[str]) -> Path:
+    """A key file per DC in `directory` (kept if present) and the registry of them all; idempotent."""
+    directory.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for dc_id in dc_ids:
+        path = directory / f"{dc_id}.toml"
+        if not path.exists():
+            key_file, _ = keygen(f"{dc_id}-1", dc_id, "hmac-sha256")
+            path.touch(mode=0o600)
+            path.write_text(key_file)
+        key = load_signing_key(path)
+        entries.append(f'[[key]]\nkey_id = "{key.key_id}"\ndc_id = "{key.dc_id}"\nalg = "{key.alg}"\n'
+                       f'secret = "{key.secret.hex()}"\n')
+    registry = directory / "registry.toml"
+    registry.touch(mode=0o600)
+    registry.write_text("\n".join(entries))
+    return registry
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m streams.signing")
     sub = parser.add_subparsers(dest="command", required=True)
+    fleet = sub.add_parser("fleet-keys", help="a key file per DC and the workers' registry (idempotent)")
+    fleet.add_argument("--dir", type=Path, required=True, help="where the key files and registry.toml go")
+    fleet.add_argument("dc_ids", nargs="+")
     gen = sub.add_parser("keygen", help="print a new DC key file and its registry entry")
     gen.add_argument("--key-id", required=True)
     gen.add_argument("--dc-id", required=True)
     gen.add_argument("--alg", choices=["hmac-sha256", "ed25519"], default="hmac-sha256")
     gen.add_argument("--key-file", type=Path, help="write the key file here (mode 0600)")
     args = parser.parse_args(argv)
+    if args.command == "fleet-keys":
+        print(fleet_keys(args.dir, args.dc_ids))
+        return
     try:
         key_file, entry = keygen(args.key_id, args.dc_id, args.alg)
     except SigningKeyError as exc:
