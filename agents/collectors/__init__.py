@@ -11,7 +11,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from agents.records import CloudEvent
 
@@ -49,3 +49,32 @@ def run_command(argv: Sequence[str], timeout_s: float) -> str:
         raise CollectorError(f"{tool} exited with {done.returncode}: "
                              f"{lines[0].strip() if lines else 'no output'}")
     return done.stdout
+
+
+Device = TypeVar("Device")
+
+
+class DevicePoolCollector(Generic[Device]):
+    """Base of the collectors that read one host tool's output into a capacity pool (nvidia, ascend):
+    `collect` runs `command` and hands its parsed output to `events`."""
+
+    name = "device-pool"
+    COMMAND: tuple[str, ...] = ()
+
+    def __init__(self, dc_id: str, pool_id: str, interval_s: int, *,
+                 device_model: str | None = None, command: list[str] | None = None,
+                 timeout_s: float = 10.0) -> None:
+        self.dc_id, self.pool_id, self.device_model = dc_id, pool_id, device_model
+        self.interval_s = float(interval_s)
+        self._interval = interval_s
+        self.command = command or list(self.COMMAND)
+        self.timeout_s = timeout_s
+
+    def parse(self, output: str) -> list[Device]:
+        raise NotImplementedError
+
+    def events(self, devices: list[Device], now: datetime) -> list[CloudEvent]:
+        raise NotImplementedError
+
+    def collect(self, now: datetime) -> list[CloudEvent]:
+        return self.events(self.parse(run_command(self.command, self.timeout_s)), now)

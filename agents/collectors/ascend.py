@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
-from agents.collectors import CollectorError, run_command
+from agents.collectors import CollectorError, DevicePoolCollector
 from agents.records import CloudEvent, build
 from schemas.events import Capacity
 
@@ -109,22 +109,15 @@ def device_model_of(name: str) -> str | None:
     return None
 
 
-class AscendCollector:
+class AscendCollector(DevicePoolCollector[Chip]):
     """Capacity of this host's Ascend chips as one pool."""
 
     name = "ascend"
 
-    def __init__(self, dc_id: str, pool_id: str, interval_s: int, *,
-                 device_model: str | None = None, command: list[str] | None = None,
-                 timeout_s: float = 10.0) -> None:
-        self.dc_id, self.pool_id, self.device_model = dc_id, pool_id, device_model
-        self.interval_s = float(interval_s)
-        self._interval = interval_s
-        self.command = command or list(COMMAND)
-        self.timeout_s = timeout_s
+    COMMAND = COMMAND
 
-    def collect(self, now: datetime) -> list[CloudEvent]:
-        return self.events(parse_npu_smi(run_command(self.command, self.timeout_s)), now)
+    def parse(self, output: str) -> list[Chip]:
+        return parse_npu_smi(output)
 
     def events(self, chips: list[Chip], now: datetime) -> list[CloudEvent]:
         names = Counter(c.name for c in chips)

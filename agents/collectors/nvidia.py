@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from agents.collectors import CollectorError, run_command
+from agents.collectors import CollectorError, DevicePoolCollector
 from agents.records import CloudEvent, build
 from schemas.events import Capacity
 
@@ -88,22 +88,15 @@ def device_model_of(name: str) -> str | None:
     return None
 
 
-class NvidiaCollector:
+class NvidiaCollector(DevicePoolCollector[Gpu]):
     """Capacity of this host's GPUs, one pool per model (`pool_id`, or `pool_id-<n>` if mixed)."""
 
     name = "nvidia"
 
-    def __init__(self, dc_id: str, pool_id: str, interval_s: int, *,
-                 device_model: str | None = None, command: list[str] | None = None,
-                 timeout_s: float = 10.0) -> None:
-        self.dc_id, self.pool_id, self.device_model = dc_id, pool_id, device_model
-        self.interval_s = float(interval_s)
-        self._interval = interval_s
-        self.command = command or list(COMMAND)
-        self.timeout_s = timeout_s
+    COMMAND = COMMAND
 
-    def collect(self, now: datetime) -> list[CloudEvent]:
-        return self.events(parse_nvidia_smi(run_command(self.command, self.timeout_s)), now)
+    def parse(self, output: str) -> list[Gpu]:
+        return parse_nvidia_smi(output)
 
     def events(self, gpus: list[Gpu], now: datetime) -> list[CloudEvent]:
         by_model: dict[str, list[Gpu]] = defaultdict(list)
