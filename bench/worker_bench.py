@@ -1,8 +1,9 @@
 """Worker throughput against a raw baseline, in one process, on one preloaded topic. Benchmark (I/O).
 
-Baseline: a confluent-kafka batch consumer + json.loads + a columnar chDB insert of the same
-capacity rows. Worker: the real faust app with the batch consumer and the real handler (decode,
-normalise, dead letters, ledger, sink). Both read the same events from the same local broker
+Baseline: a confluent-kafka batch consumer + json.loads + a chDB insert of the same events into
+a table of the same stored columns (no validation). Worker: the real faust app with the batch
+consumer and the real handler (decode, normalise, dead letters, ledger, sink). Both read the same
+events from the same local broker
 and write to the same chDB engine (different databases). Prints events/s for each and the ratio
 worker / baseline (goal: 0.5 or better). Machines are noisy: compare the ratio, not the rates.
 """
@@ -47,13 +48,23 @@ def preload(bootstrap: str, topic: str, n: int) -> None:
     producer.flush(120)
 
 
+STORED = ("dc_id", "pool_id", "event_id", "time", "interval_s", "device_model", "devices_total", "devices_online",
+          "devices_allocated", "busy_ratio", "peak_tflops_fp16", "peak_tflops_fp32", "peak_tflops_fp64", "received_at")
+
+
 def baseline(bootstrap: str, topic: str, n: int, client: object, database: str) -> float:
+    """The same events into a table of the same stored columns: consume, json.loads, columnar insert."""
     from confluent_kafka import Consumer
 
+    from schemas.catalogue import load_catalogue
+
+    peaks = {d.id: (d.peak("fp16"), d.peak("fp32"), d.peak("fp64")) for d in load_catalogue().devices.values()}
     client.command(f"CREATE DATABASE IF NOT EXISTS {database}")  # type: ignore[attr-defined]
     client.command(  # type: ignore[attr-defined]
-        f"CREATE TABLE {database}.capacity (dc_id String, pool_id String, event_id String, "
-        "time String, devices_online UInt32, devices_allocated UInt32, idle_pflops_fp16 Float64) "
+        f"CREATE TABLE {database}.capacity (dc_id LowCardinality(String), pool_id String, event_id String, "
+        "time DateTime64(3, 'UTC'), interval_s UInt32, device_model LowCardinality(String), devices_total UInt32, "
+        "devices_online UInt32, devices_allocated UInt32, busy_ratio Nullable(Float64), peak_tflops_fp16 Float64, "
+        "peak_tflops_fp32 Float64, peak_tflops_fp64 Float64, received_at DateTime64(3, 'UTC')) "
         "ENGINE = ReplacingMergeTree ORDER BY (dc_id, event_id)")
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"base-{uuid.uuid4().hex[:6]}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
@@ -66,19 +77,18 @@ def baseline(bootstrap: str, topic: str, n: int, client: object, database: str) 
             continue
         if started is None:
             started = time.perf_counter()
-        cols: list[list[object]] = [[] for _ in range(7)]
+        now = datetime.now(UTC)
+        rows = []
         for m in msgs:
             if m.error():
                 continue
             e = json.loads(m.value())
             d = e["data"]
-            for col, v in zip(cols, (d["dc_id"], d["pool_id"], e["id"], e["time"], d["devices_online"],
-                                     d["devices_allocated"],
-                                     (d["devices_online"] - d["devices_allocated"]) * 989.4 / 1000), strict=True):
-                col.append(v)
-        client.insert(f"{database}.capacity", cols, column_names=[  # type: ignore[attr-defined]
-            "dc_id", "pool_id", "event_id", "time", "devices_online", "devices_allocated", "idle_pflops_fp16"],
-            column_oriented=True)
+            p16, p32, p64 = peaks[d["device_model"]]
+            rows.append((d["dc_id"], d["pool_id"], e["id"], datetime.fromisoformat(e["time"]), d["interval_s"],
+                         d["device_model"], d["devices_total"], d["devices_online"], d["devices_allocated"],
+                         d.get("busy_ratio"), p16, p32, p64, now))
+        client.insert(f"{database}.capacity", rows, column_names=list(STORED))  # type: ignore[attr-defined]
         consumer.commit(asynchronous=False)
         seen += len(msgs)
     consumer.close()
@@ -134,9 +144,12 @@ def main() -> int:
     parser.add_argument("--bootstrap", help="use this broker instead of starting a local one")
     args = parser.parse_args()
 
+    from streams.app import tune_gc
     from surplus.kafka_admin import ensure_topics
     from surplus.localkafka import LocalKafka, free_port
     from surplus.store import connect, migrate
+
+    tune_gc()  # the worker's process setting, applied to both paths alike
 
     tmp = Path(tempfile.mkdtemp(prefix="surplus-bench-"))
     broker = None

@@ -12,6 +12,7 @@ dead-letter topic) took the batch. Nothing is built at import time.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -26,7 +27,7 @@ from streams.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
-# (records in arrival order per partition, commit(offsets)) -> None
+# records (in arrival order per partition) -> the offsets to commit once they are durable
 BatchHandler = Callable[[Sequence[Record]], Awaitable[dict[TP, int]]]
 
 
@@ -108,8 +109,16 @@ class SurplusApp(faust.App):
         return BatchTransport(self.conf.broker_consumer, self)
 
 
+def tune_gc() -> None:
+    """A batch allocates tens of thousands of short-lived objects (events, rows, columns); with
+    CPython's default gen-0 threshold (700) the cyclic collector runs hundreds of times per batch
+    and took a third of the handler's time in profiles. Raise it: the worker's objects are acyclic."""
+    gc.set_threshold(100_000, 50, 50)
+
+
 def build_app(settings: WorkerSettings, handler: BatchHandler, topics: Sequence[str]) -> SurplusApp:
     """A faust app subscribed to `topics` that delivers batches of raw records to `handler`."""
+    tune_gc()
     app = SurplusApp(
         settings.group_id,
         broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from schemas.catalogue import Catalogue
@@ -24,7 +24,7 @@ from schemas.events import (
 from schemas.prices import PriceBook
 from schemas.reasons import Reason, Reject
 from streams import normalise
-from streams.ledger import JobKey, JobState, apply, job_key
+from streams.ledger import LEDGER_COLUMNS, JobKey, JobState, apply, job_key
 
 PAYLOAD_KEEP_BYTES = 4096
 
@@ -39,6 +39,14 @@ TABLES = (
     "job_events",
     "ledger_entries",
 )
+
+
+DEAD_LETTER_COLUMNS = ("received_at", "topic", "partition", "offset", "reason", "detail", "payload")
+# every table's column order (rows are tuples) and how many leading columns are stored
+COLUMNS: dict[str, tuple[str, ...]] = {
+    **normalise.COLUMNS, "dead_letters": DEAD_LETTER_COLUMNS, "ledger_entries": LEDGER_COLUMNS,
+}
+STORED: dict[str, int] = {t: normalise.STORED.get(t, len(c)) for t, c in COLUMNS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,16 +71,11 @@ class DeadLetter:
     reason: Reason
     detail: str
 
-    def row(self, received_at: datetime) -> dict[str, Any]:
-        return {
-            "received_at": received_at,
-            "topic": self.record.topic,
-            "partition": self.record.partition,
-            "offset": self.record.offset,
-            "reason": self.reason.value,
-            "detail": self.detail,
-            "payload": self.record.value[:PAYLOAD_KEEP_BYTES],
-        }
+    def row(self, received_at: datetime) -> tuple[Any, ...]:
+        """The dead_letters row, in DEAD_LETTER_COLUMNS order."""
+        r = self.record
+        return (received_at, r.topic, r.partition, r.offset, self.reason.value, self.detail,
+                r.value[:PAYLOAD_KEEP_BYTES])
 
     def headers(self) -> list[tuple[str, bytes]]:
         return [
@@ -84,7 +87,7 @@ class DeadLetter:
 
 @dataclass(slots=True)
 class Batch:
-    rows: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {t: [] for t in TABLES})
+    tuples: dict[str, list[tuple[Any, ...]]] = field(default_factory=lambda: {t: [] for t in TABLES})
     dead: list[DeadLetter] = field(default_factory=list)
     jobs: list[tuple[Record, JobEvent]] = field(default_factory=list)
     accepted: Counter[str] = field(default_factory=Counter)
@@ -94,12 +97,26 @@ class Batch:
     def reject(self, record: Record, why: Reject, now: datetime) -> None:
         letter = DeadLetter(record, why.reason, why.detail)
         self.dead.append(letter)
-        self.rows["dead_letters"].append(letter.row(now))
+        self.tuples["dead_letters"].append(letter.row(now))
         self.rejected[why.reason.value] += 1
+
+    @property
+    def rows(self) -> dict[str, list[dict[str, Any]]]:
+        """The rows as dicts by column name (for observers such as the alert rules; not the hot path)."""
+        return {table: [dict(zip(COLUMNS[table], row, strict=True)) for row in rows]
+                for table, rows in self.tuples.items()}
 
     @property
     def job_keys(self) -> set[JobKey]:
         return {job_key(event) for _, event in self.jobs}
+
+
+def epoch_ms(moment: datetime) -> int:
+    """Milliseconds since the epoch, exactly (no float rounding)."""
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def process(
@@ -111,7 +128,8 @@ def process(
 ) -> Batch:
     """Decode and normalise every record; job events are held for the ledger stage."""
     batch = Batch()
-    rows = batch.rows
+    rows = batch.tuples
+    received = epoch_ms(now)  # DateTime64(3) ticks: converted once per batch, not per row
     for record in records:
         outcome = decode(
             record.value,
@@ -126,15 +144,15 @@ def process(
             continue
         batch.accepted[outcome.type] += 1
         if isinstance(outcome, CapacityEvent):
-            rows["capacity_samples"].append(normalise.capacity_row(outcome, catalogue, now))
+            rows["capacity_samples"].append(normalise.capacity_row(outcome, catalogue, received))
         elif isinstance(outcome, PowerEvent):
-            rows["power_samples"].append(normalise.power_row(outcome, now))
+            rows["power_samples"].append(normalise.power_row(outcome, received))
         elif isinstance(outcome, JobEvent):
             batch.jobs.append((record, outcome))
         elif isinstance(outcome, RegistrationEvent):
-            rows["registrations"].append(normalise.registration_row(outcome, now))
+            rows["registrations"].append(normalise.registration_row(outcome, received))
         elif isinstance(outcome, HeartbeatEvent):
-            rows["heartbeats"].append(normalise.heartbeat_row(outcome, now))
+            rows["heartbeats"].append(normalise.heartbeat_row(outcome, received))
     return batch
 
 
@@ -148,11 +166,12 @@ def ledger_stage(
         record, _ = batch.jobs[index]
         batch.accepted["cpn.job.v1"] -= 1
         batch.reject(record, why, now)
+    received = epoch_ms(now)
     for index, (_, event) in enumerate(batch.jobs):
         if index not in regressed:
-            batch.rows["job_events"].append(normalise.job_row(event, now))
+            batch.tuples["job_events"].append(normalise.job_row(event, received))
     for entry in result.entries:
-        batch.rows["ledger_entries"].append(entry.row(now))
+        batch.tuples["ledger_entries"].append(entry.row(received))
         if not entry.priced and entry.device_seconds > 0:
             batch.unpriced[(entry.dc_id, entry.device_model)] += 1
     return result.states

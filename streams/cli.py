@@ -65,5 +65,5 @@ def run_worker(settings: Any, *, loglevel: str = "info", migrate: bool = True) -
 
     logging.basicConfig(level=loglevel.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    prepared = prepare(settings, migrate=migrate)
+    prepared = prepare(settings, migrate_store=migrate)
     start(prepared, loglevel=loglevel)

@@ -47,25 +47,21 @@ class Entry:
     device_seconds_total: Decimal
     energy_kwh_total: Decimal
 
-    def row(self, written_at: datetime) -> dict[str, object]:
-        return {
-            "entry_id": self.entry_id,
-            "dc_id": self.dc_id,
-            "job_id": self.job_id,
-            "tenant_id": self.tenant_id,
-            "pool_id": self.pool_id,
-            "device_model": self.device_model,
-            "seq": self.seq,
-            "period_start": self.period_start,
-            "period_end": self.period_end,
-            "device_seconds": float(self.device_seconds),
-            "energy_kwh": float(self.energy_kwh),
-            "amount_cny": self.amount_cny,
-            "priced": int(self.priced),
-            "device_seconds_total": float(self.device_seconds_total),
-            "energy_kwh_total": float(self.energy_kwh_total),
-            "written_at": written_at,
-        }
+    def row(self, written_at: datetime | int) -> tuple[object, ...]:
+        """The ledger_entries row, in LEDGER_COLUMNS order."""
+        return (
+            self.entry_id, self.dc_id, self.job_id, self.tenant_id, self.pool_id, self.device_model, self.seq,
+            self.period_start, self.period_end, float(self.device_seconds), float(self.energy_kwh),
+            self.amount_cny, int(self.priced), float(self.device_seconds_total), float(self.energy_kwh_total),
+            written_at,
+        )
+
+
+LEDGER_COLUMNS = (
+    "entry_id", "dc_id", "job_id", "tenant_id", "pool_id", "device_model", "seq", "period_start", "period_end",
+    "device_seconds", "energy_kwh", "amount_cny", "priced", "device_seconds_total", "energy_kwh_total",
+    "written_at",
+)
 
 
 def exact(value: float) -> Decimal:

@@ -42,34 +42,47 @@ def catalogue_peaks(catalogue: Catalogue, device_model: str) -> tuple[float, flo
     return found
 
 
-def capacity_row(event: CapacityEvent, catalogue: Catalogue, received_at: datetime) -> dict[str, Any]:
-    """One capacity_samples row: the sample with its peaks and idle/online PFLOPS."""
+# Column order of each table's rows. Rows are tuples on the hot path (no dict per event); the
+# first STORED[table] columns are written, any after them are for the observers only.
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "capacity_samples": (
+        "dc_id", "pool_id", "event_id", "time", "interval_s", "device_model", "devices_total",
+        "devices_online", "devices_allocated", "busy_ratio", "peak_tflops_fp16", "peak_tflops_fp32",
+        "peak_tflops_fp64", "received_at",
+        # derived by ClickHouse on insert (migration 010); kept here for the alert rules
+        "idle_pflops_fp16", "idle_pflops_fp32", "idle_pflops_fp64",
+    ),
+    "power_samples": (
+        "dc_id", "event_id", "time", "interval_s", "it_energy_kwh", "facility_energy_kwh", "grid_kwh",
+        "green_contract_kwh", "onsite_renewable_kwh", "grid_renewable_share", "grid_emission_g_per_kwh",
+        "green_energy_kwh", "carbon_emission_kg", "received_at",
+    ),
+    "registrations": (
+        "dc_id", "event_id", "time", "name", "operator", "province", "hub", "cluster", "lat", "lon",
+        "racks_total", "received_at",
+    ),
+    "heartbeats": (
+        "dc_id", "event_id", "time", "agent_version", "boot_id", "uptime_s", "spool_backlog_events",
+        "spool_oldest_age_s", "received_at",
+    ),
+    "job_events": (
+        "dc_id", "event_id", "time", "job_id", "tenant_id", "pool_id", "device_model", "devices", "phase",
+        "seq", "device_seconds_total", "energy_kwh_total", "status", "received_at",
+    ),
+}
+STORED: dict[str, int] = {"capacity_samples": 14}
+
+
+def capacity_row(event: CapacityEvent, catalogue: Catalogue, received_at: datetime | int) -> tuple[Any, ...]:
+    """One capacity_samples row: the sample with its resolved peaks (and idle PFLOPS for observers)."""
     d = event.data
     p16, p32, p64 = peaks(event, catalogue)
     idle = d.devices_online - d.devices_allocated
-    online = d.devices_online
-    return {
-        "dc_id": d.dc_id,
-        "pool_id": d.pool_id,
-        "event_id": event.id,
-        "time": event.time,
-        "interval_s": d.interval_s,
-        "device_model": d.device_model,
-        "devices_total": d.devices_total,
-        "devices_online": online,
-        "devices_allocated": d.devices_allocated,
-        "busy_ratio": d.busy_ratio,
-        "peak_tflops_fp16": p16,
-        "peak_tflops_fp32": p32,
-        "peak_tflops_fp64": p64,
-        "idle_pflops_fp16": idle * p16 / 1000,
-        "idle_pflops_fp32": idle * p32 / 1000,
-        "idle_pflops_fp64": idle * p64 / 1000,
-        "online_pflops_fp16": online * p16 / 1000,
-        "online_pflops_fp32": online * p32 / 1000,
-        "online_pflops_fp64": online * p64 / 1000,
-        "received_at": received_at,
-    }
+    return (
+        d.dc_id, d.pool_id, event.id, event.time, d.interval_s, d.device_model, d.devices_total,
+        d.devices_online, d.devices_allocated, d.busy_ratio, p16, p32, p64, received_at,
+        idle * p16 / 1000, idle * p32 / 1000, idle * p64 / 1000,
+    )
 
 
 def green_kwh(event: PowerEvent) -> float:
@@ -83,74 +96,35 @@ def carbon_kg(event: PowerEvent) -> float:
     return event.data.sources_kwh.grid * event.data.grid_emission_g_per_kwh / 1000
 
 
-def power_row(event: PowerEvent, received_at: datetime) -> dict[str, Any]:
+def power_row(event: PowerEvent, received_at: datetime | int) -> tuple[Any, ...]:
     d = event.data
-    return {
-        "dc_id": d.dc_id,
-        "event_id": event.id,
-        "time": event.time,
-        "interval_s": d.interval_s,
-        "it_energy_kwh": d.it_energy_kwh,
-        "facility_energy_kwh": d.facility_energy_kwh,
-        "grid_kwh": d.sources_kwh.grid,
-        "green_contract_kwh": d.sources_kwh.green_contract,
-        "onsite_renewable_kwh": d.sources_kwh.onsite_renewable,
-        "grid_renewable_share": d.grid_renewable_share,
-        "grid_emission_g_per_kwh": d.grid_emission_g_per_kwh,
-        "green_energy_kwh": green_kwh(event),
-        "carbon_emission_kg": carbon_kg(event),
-        "received_at": received_at,
-    }
+    s = d.sources_kwh
+    return (
+        d.dc_id, event.id, event.time, d.interval_s, d.it_energy_kwh, d.facility_energy_kwh, s.grid,
+        s.green_contract, s.onsite_renewable, d.grid_renewable_share, d.grid_emission_g_per_kwh,
+        green_kwh(event), carbon_kg(event), received_at,
+    )
 
 
-def registration_row(event: RegistrationEvent, received_at: datetime) -> dict[str, Any]:
+def registration_row(event: RegistrationEvent, received_at: datetime | int) -> tuple[Any, ...]:
     d = event.data
-    return {
-        "dc_id": d.dc_id,
-        "event_id": event.id,
-        "time": event.time,
-        "name": d.name,
-        "operator": d.operator,
-        "province": d.province,
-        "hub": d.hub,
-        "cluster": d.cluster,
-        "lat": d.lat,
-        "lon": d.lon,
-        "racks_total": d.racks_total,
-        "received_at": received_at,
-    }
+    return (
+        d.dc_id, event.id, event.time, d.name, d.operator, d.province, d.hub, d.cluster, d.lat, d.lon,
+        d.racks_total, received_at,
+    )
 
 
-def heartbeat_row(event: HeartbeatEvent, received_at: datetime) -> dict[str, Any]:
+def heartbeat_row(event: HeartbeatEvent, received_at: datetime | int) -> tuple[Any, ...]:
     d = event.data
-    return {
-        "dc_id": d.dc_id,
-        "event_id": event.id,
-        "time": event.time,
-        "agent_version": d.agent_version,
-        "boot_id": d.boot_id,
-        "uptime_s": d.uptime_s,
-        "spool_backlog_events": d.spool_backlog_events,
-        "spool_oldest_age_s": d.spool_oldest_age_s,
-        "received_at": received_at,
-    }
+    return (
+        d.dc_id, event.id, event.time, d.agent_version, d.boot_id, d.uptime_s, d.spool_backlog_events,
+        d.spool_oldest_age_s, received_at,
+    )
 
 
-def job_row(event: JobEvent, received_at: datetime) -> dict[str, Any]:
+def job_row(event: JobEvent, received_at: datetime | int) -> tuple[Any, ...]:
     d = event.data
-    return {
-        "dc_id": d.dc_id,
-        "event_id": event.id,
-        "time": event.time,
-        "job_id": d.job_id,
-        "tenant_id": d.tenant_id,
-        "pool_id": d.pool_id,
-        "device_model": d.device_model,
-        "devices": d.devices,
-        "phase": d.phase,
-        "seq": d.seq,
-        "device_seconds_total": d.device_seconds_total,
-        "energy_kwh_total": d.energy_kwh_total,
-        "status": d.status,
-        "received_at": received_at,
-    }
+    return (
+        d.dc_id, event.id, event.time, d.job_id, d.tenant_id, d.pool_id, d.device_model, d.devices, d.phase,
+        d.seq, d.device_seconds_total, d.energy_kwh_total, d.status, received_at,
+    )

@@ -27,17 +27,15 @@ class Prepared:
     handler: Handler
 
 
-def prepare(settings: WorkerSettings, *, migrate_store: bool = True, migrate: bool | None = None) -> Prepared:
+def prepare(settings: WorkerSettings, *, migrate_store: bool = True) -> Prepared:
     """Everything a worker needs, checked up front: a bad setting or a dead service is one line."""
-    if migrate is not None:
-        migrate_store = migrate
     try:
         prices = PriceBook.load(settings.price_book)
     except (PriceBookError, OSError) as exc:
         raise UserError(f"price book: {exc}") from None
     client, target = connect(settings.clickhouse_url)
     if migrate_store:
-        for name in _migrate(client, target.database):
+        for name in migrate(client, target.database):
             log.info("applied migration %s", name)
     topics = Topics(settings.topic_prefix)
     ensure_topics(
@@ -91,10 +89,6 @@ def prepare(settings: WorkerSettings, *, migrate_store: bool = True, migrate: bo
 
         attach_alerts(app, handler, settings, client, target.database)
     return Prepared(settings, app, handler)
-
-
-def _migrate(client: Any, database: str) -> list[str]:
-    return migrate(client, database)
 
 
 def start(prepared: Prepared, *, loglevel: str = "info") -> None:

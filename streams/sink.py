@@ -16,7 +16,7 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from streams.batch import TABLES
+from streams.batch import COLUMNS, STORED, TABLES
 from streams.ledger import JobKey, JobState
 
 if TYPE_CHECKING:
@@ -48,17 +48,20 @@ class Sink:
         self.sleep = sleep
         self._contexts: dict[tuple[str, tuple[str, ...]], Any] = {}
 
-    def write(self, rows: Mapping[str, list[dict[str, Any]]]) -> int:
-        """Insert every table's rows (in TABLES order); return how many rows were written."""
+    def write(self, tuples: Mapping[str, list[tuple[Any, ...]]]) -> int:
+        """Insert every table's rows (tuples in COLUMNS order, in TABLES order); return the row count."""
         written = 0
         for table in TABLES:
-            table_rows = rows.get(table) or []
-            if table_rows:
-                self.insert(table, table_rows)
-                written += len(table_rows)
+            rows = tuples.get(table) or []
+            if rows:
+                names = COLUMNS[table][: STORED[table]]
+                columns = [list(c) for c in zip(*rows, strict=True)][: len(names)]
+                self._retry(lambda t=table, n=names, c=columns: self._insert_columns(t, n, c), f"insert into {table}")
+                written += len(rows)
         return written
 
     def insert(self, table: str, rows: list[dict[str, Any]]) -> None:
+        """Insert rows given as dicts (small tables: metrics, alerts)."""
         names = tuple(rows[0])
         columns = [list(c) for c in zip(*map(itemgetter(*names), rows), strict=True)]
         self._retry(lambda: self._insert_columns(table, names, columns), f"insert into {table}")

@@ -117,7 +117,7 @@ class Handler:
         if batch.dead and self.produce is not None:
             await self._send_dead_letters(batch.dead)
         started = time.perf_counter()
-        written = await asyncio.to_thread(self.sink.write, batch.rows)
+        written = await asyncio.to_thread(self.sink.write, batch.tuples)
         elapsed_ms = (time.perf_counter() - started) * 1000
         for observer in self.observers:
             observer(batch, now)

@@ -51,28 +51,28 @@ GROUP BY dc_id, pool_id, span;
 -- Per (snapshot minute, known pool): reporting (1) with its figures, or stale (0).
 CREATE VIEW IF NOT EXISTS {db}.pool_minute_state AS
 SELECT
-    k.ts                   AS ts,
-    k.dc_id                AS dc_id,
-    if(d.hub = '', 'none', d.hub) AS hub,
-    d.province             AS province,
-    k.pool_id              AS pool_id,
-    l.reporting            AS reporting,
-    l.idle_devices         AS idle_devices,
-    l.online_devices       AS online_devices,
-    l.allocated_devices    AS allocated_devices,
-    l.idle_pflops_fp16     AS idle_pflops_fp16,
-    l.idle_pflops_fp32     AS idle_pflops_fp32,
-    l.idle_pflops_fp64     AS idle_pflops_fp64,
-    l.online_pflops_fp16   AS online_pflops_fp16
+    _k.ts                   AS ts,
+    _k.dc_id                AS dc_id,
+    if(_d.hub = '', 'none', _d.hub) AS hub,
+    _d.province             AS province,
+    _k.pool_id              AS pool_id,
+    _l.reporting            AS reporting,
+    _l.idle_devices         AS idle_devices,
+    _l.online_devices       AS online_devices,
+    _l.allocated_devices    AS allocated_devices,
+    _l.idle_pflops_fp16     AS idle_pflops_fp16,
+    _l.idle_pflops_fp32     AS idle_pflops_fp32,
+    _l.idle_pflops_fp64     AS idle_pflops_fp64,
+    _l.online_pflops_fp16   AS online_pflops_fp16
 FROM
 (
-    SELECT m.ts AS ts, s.dc_id AS dc_id, s.pool_id AS pool_id
-    FROM (SELECT DISTINCT ts FROM {db}.pool_minutes) AS m
-    CROSS JOIN {db}.pool_known_spans AS s
-    WHERE s.span_start <= m.ts AND m.ts < s.span_end
-) AS k
-LEFT JOIN {db}.pool_minute_latest AS l ON l.ts = k.ts AND l.dc_id = k.dc_id AND l.pool_id = k.pool_id
-LEFT JOIN {db}.datacenters AS d ON d.dc_id = k.dc_id;
+    SELECT _m.ts AS ts, _s.dc_id AS dc_id, _s.pool_id AS pool_id
+    FROM (SELECT DISTINCT ts FROM {db}.pool_minutes) AS _m
+    CROSS JOIN {db}.pool_known_spans AS _s
+    WHERE _s.span_start <= _m.ts AND _m.ts < _s.span_end
+) AS _k
+LEFT JOIN {db}.pool_minute_latest AS _l ON _l.ts = _k.ts AND _l.dc_id = _k.dc_id AND _l.pool_id = _k.pool_id
+LEFT JOIN {db}.datacenters AS _d ON _d.dc_id = _k.dc_id;
 
 CREATE VIEW IF NOT EXISTS {db}.dc_surplus_minute AS
 SELECT

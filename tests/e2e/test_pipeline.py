@@ -9,6 +9,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -197,16 +198,38 @@ def test_exact_after_three_sigkills_mid_stream(setup: dict[str, Any]) -> None:
     check_all(query(s["url"], RELATIONS), fleet)
 
 
+def wait_members(bootstrap: str, group: str, n: int, workers: list[Worker], timeout_s: float = 90) -> None:
+    """Until the group is stable with `n` members that all hold partitions."""
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert all(w.alive() for w in workers), "\n".join(w.tail() for w in workers)
+        try:
+            group_info = admin.describe_consumer_groups([group])[group].result(timeout=10)
+        except Exception:
+            group_info = None
+        if (group_info is not None and group_info.state == ConsumerGroupState.STABLE
+                and len(group_info.members) == n
+                and all(m.assignment and m.assignment.topic_partitions for m in group_info.members)):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the group did not reach {n} members with partitions")
+
+
 def test_two_workers_share_the_partitions_and_lose_nothing(setup: dict[str, Any]) -> None:
     """Scaling out: two workers in one group split the partitions. (chDB is one process per store,
     so each worker writes its own here; with a ClickHouse server they share one.)"""
     s = setup
     fleet = oracle.generate(seed=5, dcs=8, minutes=40, poison=False, regression=False)
-    publish(s["bootstrap"], s["prefix"], fleet.messages)
     urls = [s["url"] + "-a", s["url"] + "-b"]
     workers = [Worker(s["bootstrap"], s["prefix"], s["group"], url, s["tmp"] / f"w{i}.log",
                       SURPLUS_PRICE_BOOK=s["book"]).start() for i, url in enumerate(urls)]
     try:
+        wait_members(s["bootstrap"], s["group"], 2, workers)
+        publish(s["bootstrap"], s["prefix"], fleet.messages)
         wait_caught_up(s["bootstrap"], s["prefix"], s["group"], workers[0])
     finally:
         for w in workers:
