@@ -104,9 +104,18 @@ class SurplusApp(faust.App):
 
     surplus_settings: WorkerSettings
     surplus_handler: BatchHandler
+    on_stop_hooks: list[Callable[[], Awaitable[None]]]
 
     def _new_transport(self) -> Any:
         return BatchTransport(self.conf.broker_consumer, self)
+
+    async def on_stop(self) -> None:
+        for hook in self.on_stop_hooks:  # e.g. the last metrics, while ClickHouse is still open
+            try:
+                await hook()
+            except Exception as exc:
+                log.warning("stop hook %s failed: %s", getattr(hook, "__name__", hook), exc)
+        await super().on_stop()
 
 
 def tune_gc() -> None:
@@ -144,6 +153,7 @@ def build_app(settings: WorkerSettings, handler: BatchHandler, topics: Sequence[
     )
     app.surplus_settings = settings
     app.surplus_handler = handler
+    app.on_stop_hooks = []
     for name in topics:
         app.topics.add(
             app.topic(name, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw")

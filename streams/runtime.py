@@ -80,6 +80,12 @@ def prepare(settings: WorkerSettings, *, migrate_store: bool = True) -> Prepared
 
     handler.highwater = highwater
 
+    @app.timer(settings.metrics_interval_s)
+    async def _metrics() -> None:
+        await handler.flush_metrics()
+
+    app.on_stop_hooks.append(handler.flush_metrics)
+
     @app.on_partitions_revoked.connect
     async def _revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
         handler.forget_jobs()

@@ -99,6 +99,7 @@ class Handler:
         self.metrics = Metrics()
         self.metrics_interval_s = metrics_interval_s
         self._metrics_at = time.monotonic()
+        self._flushed_batches = 0
         self.clock = clock
         self.highwater = highwater
         self.job_cache_size = job_cache_size
@@ -167,9 +168,15 @@ class Handler:
                 if high is not None:
                     m.lag[f"{tp.topic}/{tp.partition}"] = max(0, high - next_offset)
 
+    async def flush_metrics(self) -> None:
+        """Write the counts now if they changed since the last write (on a timer and at stop)."""
+        if self.metrics.batches != self._flushed_batches:
+            await self._maybe_flush_metrics(self.clock(), force=True)
+
     async def _maybe_flush_metrics(self, now: datetime, force: bool = False) -> None:
         if not force and time.monotonic() - self._metrics_at < self.metrics_interval_s:
             return
+        self._flushed_batches = self.metrics.batches
         self._metrics_at = time.monotonic()
         log.info("worker %s: %s", self.worker_id, self.metrics.line())
         try:

@@ -144,6 +144,12 @@ def test_exact_under_duplicates_shuffling_poison_and_replay(setup: dict[str, Any
         assert worker.stop() is not None
     first = query(s["url"], RELATIONS)
     check_all(first, fleet)
+    # self-monitoring: counts in and rejected by reason, write latency and lag, in a table
+    metrics = query(s["url"], {"m": "SELECT metric, label, max(value) AS v FROM {db}.pipeline_metrics "
+                                     "GROUP BY metric, label"})["m"]
+    by = {(r["metric"], r["label"]): r["v"] for r in metrics}
+    assert by[("events_in", "")] >= len(fleet.messages)
+    assert by[("rejected", "undecodable")] == 3 and ("write_ms_max", "") in by and ("consumer_lag", "") in by
 
     # reset the consumer group to the start and reprocess everything: nothing changes
     reset_group(s["bootstrap"], s["prefix"], s["group"])
