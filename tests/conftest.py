@@ -18,13 +18,7 @@ from typing import Any
 
 import pytest
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def _unavailable(why: str) -> None:
-    if IN_CI:
-        pytest.fail(f"service unavailable under CI=true: {why}", pytrace=False)
-    pytest.skip(why)
+from tests.services import unavailable
 
 
 def _docker_answers() -> bool:
@@ -60,7 +54,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         bootstrap = broker.up(timeout_s=120)
     except UserError as exc:
-        _unavailable(f"local Kafka broker did not start: {exc}")
+        unavailable(f"local Kafka broker did not start: {exc}")
         return
     try:
         yield bootstrap
@@ -108,7 +102,7 @@ def clickhouse_client(clickhouse_url: str) -> Any:
     try:
         client, _ = connect(clickhouse_url)
     except UserError as exc:
-        _unavailable(f"ClickHouse unavailable: {exc}")
+        unavailable(f"ClickHouse unavailable: {exc}")
     return client
 
 

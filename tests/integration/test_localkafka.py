@@ -17,6 +17,7 @@ from confluent_kafka import Consumer, Producer
 
 from surplus.errors import UserError
 from surplus.localkafka import LocalKafka, free_port
+from tests.services import unavailable
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
 
@@ -71,7 +72,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         if os.environ.get("CI") == "true":
             pytest.fail("java is not installed: the local Kafka broker needs Java 17")
-        pytest.skip("java is not installed: the local Kafka broker needs Java 17")
+        unavailable("java is not installed: the local Kafka broker needs Java 17")
     port, controller_port = _two_ports()
     kafka = LocalKafka(tmp_path_factory.mktemp("kafka"), port, controller_port, heap_mb=256,
                        progress=lambda _message: None)
