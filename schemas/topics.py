@@ -45,7 +45,3 @@ class Topics:
     @property
     def deadletter(self) -> str:
         return self.name(DEADLETTER)
-
-    def short(self, full: str) -> str:
-        """`cpn.capacity` -> `capacity` (the name without the prefix)."""
-        return full[len(self.prefix):] if full.startswith(self.prefix) else full

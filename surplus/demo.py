@@ -82,26 +82,23 @@ def _signing_keys(dc_ids: list[str], registry: Path) -> dict[str, Any]:
     return keys
 
 
-def _offsets(bootstrap: str, prefix: str) -> tuple[int, int, int]:
-    """(committed by the demo's group, end of the telemetry topics, dead letters)."""
-    from confluent_kafka import Consumer, KafkaException, TopicPartition
+def _offsets(consumer: Any, prefix: str) -> tuple[int, int, int]:
+    """(committed by the demo's group, end of the telemetry topics, dead letters), read through
+    one idle consumer of the demo's group (it never subscribes, so it never joins the group)."""
+    from confluent_kafka import KafkaException, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": GROUP, "enable.auto.commit": False})
+    topics = consumer.list_topics(timeout=5).topics
+    tele = [TopicPartition(prefix + t, p) for t in ("registry", "capacity", "power", "jobs", "heartbeat")
+            if prefix + t in topics for p in topics[prefix + t].partitions]
+    dead = [TopicPartition(prefix + "deadletter", p) for p in topics[prefix + "deadletter"].partitions] \
+        if prefix + "deadletter" in topics else []
     try:
-        topics = consumer.list_topics(timeout=5).topics
-        tele = [TopicPartition(prefix + t, p) for t in ("registry", "capacity", "power", "jobs", "heartbeat")
-                if prefix + t in topics for p in topics[prefix + t].partitions]
-        dead = [TopicPartition(prefix + "deadletter", p) for p in topics[prefix + "deadletter"].partitions] \
-            if prefix + "deadletter" in topics else []
-        try:
-            committed = sum(max(tp.offset, 0) for tp in consumer.committed(tele, timeout=5))
-        except KafkaException:
-            committed = 0
-        end = sum(consumer.get_watermark_offsets(tp, timeout=5)[1] for tp in tele)
-        dead_n = sum(consumer.get_watermark_offsets(tp, timeout=5)[1] for tp in dead)
-        return committed, end, dead_n
-    finally:
-        consumer.close()
+        committed = sum(max(tp.offset, 0) for tp in consumer.committed(tele, timeout=5))
+    except KafkaException:
+        committed = 0
+    end = sum(consumer.get_watermark_offsets(tp, timeout=5)[1] for tp in tele)
+    dead_n = sum(consumer.get_watermark_offsets(tp, timeout=5)[1] for tp in dead)
+    return committed, end, dead_n
 
 
 def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -171,6 +168,7 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
     broker: LocalKafka | None = None
     worker: subprocess.Popen[bytes] | None = None
     fleet: Any = None
+    watcher: Any = None
     try:
         if bootstrap is None:
             console.print("[bold]starting the local Kafka broker[/] (Apache Kafka 3.9.2, KRaft) ...")
@@ -220,6 +218,9 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
             finally:
                 stop.set()
 
+        from confluent_kafka import Consumer
+
+        watcher = Consumer({"bootstrap.servers": bootstrap, "group.id": GROUP, "enable.auto.commit": False})
         started = time.monotonic()
         thread = threading.Thread(target=drive, name="fleet", daemon=True)
         thread.start()
@@ -229,7 +230,7 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
                 progress.sim_now = clock.now() if thread.is_alive() else progress.sim_now
                 progress.published = fleet.outbox.counts.delivered
                 try:
-                    progress.processed, progress.end, progress.dead = _offsets(bootstrap, prefix)
+                    progress.processed, progress.end, progress.dead = _offsets(watcher, prefix)
                 except Exception as exc:
                     progress.errors.append(f"offsets: {exc}")
                 if worker.poll() is not None:
@@ -266,6 +267,8 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
                 f"  SELECT * FROM {target.database}.national_surplus_minute ORDER BY ts DESC LIMIT 5")
         return report
     finally:
+        if watcher is not None:
+            watcher.close()
         _stop(worker)
         if fleet is not None:
             with contextlib.suppress(Exception):  # already closed, or the broker is gone

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from surplus.errors import UserError
@@ -133,8 +133,3 @@ def migrate(client: Client, database: str) -> list[str]:
         )
         names.append(f"{number:03d}_{name}")
     return names
-
-
-def query_dicts(client: Client, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    result = client.query(sql, parameters=parameters)
-    return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]

@@ -102,9 +102,7 @@ class Worker:
         self.env = {**os.environ, "KAFKA_BOOTSTRAP": bootstrap, "CLICKHOUSE_URL": clickhouse_url,
                     "SURPLUS_TOPIC_PREFIX": prefix, "SURPLUS_GROUP_ID": group, "SURPLUS_PARTITIONS": "3",
                     "SURPLUS_METRICS_INTERVAL_S": "2", "SURPLUS_SESSION_TIMEOUT_S": "6", "SURPLUS_DATA_DIR": str(log.parent / "faust"),
-                    "SURPLUS_PRICE_BOOK": env.pop("SURPLUS_PRICE_BOOK", ""), **env}
-        if not self.env["SURPLUS_PRICE_BOOK"]:
-            del self.env["SURPLUS_PRICE_BOOK"]
+                    **env}
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
