@@ -1,8 +1,8 @@
-"""The ClickHouse store: one way to connect (chDB or a server) and numbered migrations. I/O.
+"""The ClickHouse store: one way to connect (chDB or a server). I/O.
 
 All access goes through clickhouse-connect, so `chdb:///path` (in-process, on disk) and
-`http(s)://user:pass@host:8123/cpn` (a server) run the same code. The migrations are the SQL
-files in schemas/clickhouse/, applied in order and recorded in `<db>.schema_migrations`.
+`http(s)://user:pass@host:8123/cpn` (a server) run the same code. Migrations live in
+surplus/migrations.py (`migrate` is re-exported here for callers).
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from surplus.errors import UserError
+from surplus.migrations import MIGRATIONS_DIR, migrate
+
+__all__ = ["MIGRATIONS_DIR", "Target", "connect", "migrate", "parse_url", "redact"]
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "schemas" / "clickhouse"
-_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
@@ -84,52 +85,3 @@ def connect(url: str, database: str | None = None) -> tuple[Client, Target]:
         first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
         raise UserError(f"cannot reach ClickHouse at {redact(target.dsn)}: {first}") from None
     return client, target
-
-
-def migrations() -> list[tuple[int, str, str]]:
-    """(number, name, sql) of every migration file, in order; numbers must be unique."""
-    found: list[tuple[int, str, str]] = []
-    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
-        match = _NAME.match(path.name)
-        if not match:
-            raise RuntimeError(f"migration file {path.name} is not named NNN_what.sql")
-        found.append((int(match.group(1)), match.group(2), path.read_text(encoding="utf-8")))
-    numbers = [n for n, _, _ in found]
-    if len(set(numbers)) != len(numbers):
-        raise RuntimeError("two migrations share a number")
-    return found
-
-
-def statements(sql: str, database: str) -> list[str]:
-    """Split a migration into statements, with `{db}` replaced by the database name."""
-    lines = [ln for ln in sql.splitlines() if not ln.strip().startswith("--")]
-    text = "\n".join(lines).replace("{db}", database)
-    return [s.strip() for s in text.split(";") if s.strip()]
-
-
-def applied(client: Client, database: str) -> set[int]:
-    client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
-    client.command(
-        f"CREATE TABLE IF NOT EXISTS {database}.schema_migrations "
-        "(version UInt32, name String, applied_at DateTime64(3, 'UTC')) "
-        "ENGINE = ReplacingMergeTree ORDER BY version"
-    )
-    rows = client.query(f"SELECT version FROM {database}.schema_migrations FINAL").result_rows
-    return {int(r[0]) for r in rows}
-
-
-def migrate(client: Client, database: str) -> list[str]:
-    """Apply the migrations not yet applied, in order; return their names (empty: nothing to do)."""
-    done = applied(client, database)
-    names: list[str] = []
-    for number, name, sql in migrations():
-        if number in done:
-            continue
-        for statement in statements(sql, database):
-            client.command(statement)
-        client.command(
-            f"INSERT INTO {database}.schema_migrations (version, name, applied_at) "
-            f"VALUES ({number}, '{name}', now64(3))"
-        )
-        names.append(f"{number:03d}_{name}")
-    return names

@@ -20,7 +20,7 @@
 -- hub and national views, the ledger and tenant usage too; the views that carry `province` get
 -- their own policy as well. A DC counts for a province when any of its registrations names it.
 -- The dead letters (raw payloads of every DC), pipeline metrics, alert state and
--- schema_migrations are not granted to provincial analysts at all.
+-- schema_migrations(_steps) are not granted to provincial analysts at all.
 
 CREATE ROLE IF NOT EXISTS cpn_writer;
 GRANT SELECT, INSERT ON cpn.* TO cpn_writer;

@@ -1,0 +1,206 @@
+"""Numbered ClickHouse migrations, checksummed and resumable statement by statement. I/O (DDL).
+
+The files are `schemas/clickhouse/NNN_<what>.sql`, applied in order. Each one goes through three
+steps, each in one place:
+
+1. **split** (`split`): sqlparse cuts the file into statements, so a `;` inside a string literal
+   or a comment does not end a statement; comment-only pieces are dropped.
+2. **render** (`render`): a statement's placeholders are filled in (today `{db}`, the database);
+   this is the one place a statement is rewritten before it is sent.
+3. **apply** (`migrate`): every statement that succeeds is recorded in
+   `<db>.schema_migration_steps` (version, step, the statement's checksum) before the next one
+   runs, and the file is recorded in `<db>.schema_migrations` (version, name, the file's
+   SHA-256) only when all of its statements are done. A failure half-way leaves the finished
+   statements recorded and the file not: running again completes the rest and never repeats
+   what was done.
+
+A file changed after it was applied (its SHA-256 differs from the recorded one), or a statement
+changed after it ran, is refused with a `MigrationError` naming the file: add a new migration
+instead. Databases migrated before checksums existed get theirs recorded on the next run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from surplus.errors import UserError
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "schemas" / "clickhouse"
+_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+
+# (statement as written, database) -> the statement to send
+Render = Callable[[str, str], str]
+
+
+class MigrationError(UserError):
+    """A migration file cannot be applied: changed after it ran, misnamed, or a statement failed."""
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def split(sql: str) -> list[str]:
+    """The statements of a migration file, in order, without their trailing `;`.
+
+    SQL-aware (sqlparse): `;` inside '…' strings, "…"/`…` identifiers and `--`/`/* */` comments
+    does not split. Pieces that hold only comments or whitespace are dropped."""
+    import sqlparse
+
+    out: list[str] = []
+    for piece in sqlparse.split(sql):
+        if not sqlparse.format(piece, strip_comments=True).strip().rstrip(";").strip():
+            continue
+        out.append(piece.strip().removesuffix(";").rstrip())
+    return out
+
+
+def render(statement: str, database: str) -> str:
+    """Fill a statement's placeholders: `{db}` -> the database name (a plain identifier)."""
+    return statement.replace("{db}", database)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One file: its number, name (`what` of NNN_what.sql) and text."""
+
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def label(self) -> str:
+        """`003_datacenters`: how messages name the file."""
+        return f"{self.version:03d}_{self.name}"
+
+    @cached_property
+    def checksum(self) -> str:
+        """SHA-256 (hex) of the file's text."""
+        return sha256(self.sql)
+
+    @cached_property
+    def statements(self) -> list[str]:
+        return split(self.sql)
+
+
+def load(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """Every migration file in `directory`, in order; MigrationError on a bad name or a reused number."""
+    found: list[Migration] = []
+    for path in sorted(Path(directory).glob("*.sql")):
+        match = _NAME.match(path.name)
+        if not match:
+            raise MigrationError(f"migration file {path.name} is not named NNN_what.sql")
+        found.append(Migration(int(match.group(1)), match.group(2), path.read_text(encoding="utf-8")))
+    numbers = [m.version for m in found]
+    if len(set(numbers)) != len(numbers):
+        dup = sorted({n for n in numbers if numbers.count(n) > 1})
+        raise MigrationError(f"two migration files share the number {dup[0]:03d}")
+    return found
+
+
+def _bookkeeping(client: Client, database: str) -> None:
+    client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+    client.command(
+        f"CREATE TABLE IF NOT EXISTS {database}.schema_migrations "
+        "(version UInt32, name String, applied_at DateTime64(3, 'UTC')) "
+        "ENGINE = ReplacingMergeTree ORDER BY version"
+    )
+    # tables made before checksums existed get the column; '' marks "not recorded yet"
+    client.command(
+        f"ALTER TABLE {database}.schema_migrations ADD COLUMN IF NOT EXISTS checksum String DEFAULT ''"
+    )
+    client.command(
+        f"CREATE TABLE IF NOT EXISTS {database}.schema_migration_steps "
+        "(version UInt32, step UInt32, checksum String, applied_at DateTime64(3, 'UTC')) "
+        "ENGINE = ReplacingMergeTree ORDER BY (version, step)"
+    )
+
+
+def applied(client: Client, database: str) -> dict[int, str]:
+    """version -> recorded file checksum ('' if recorded before checksums) of applied migrations."""
+    _bookkeeping(client, database)
+    rows = client.query(
+        f"SELECT version, argMax(checksum, applied_at) FROM {database}.schema_migrations GROUP BY version"
+    ).result_rows
+    return {int(v): str(c) for v, c in rows}
+
+
+def _steps(client: Client, database: str) -> dict[int, dict[int, str]]:
+    rows = client.query(
+        f"SELECT version, step, argMax(checksum, applied_at) FROM {database}.schema_migration_steps "
+        "GROUP BY version, step"
+    ).result_rows
+    out: dict[int, dict[int, str]] = {}
+    for version, step, checksum in rows:
+        out.setdefault(int(version), {})[int(step)] = str(checksum)
+    return out
+
+
+def _record(client: Client, database: str, migration: Migration) -> None:
+    client.command(
+        f"INSERT INTO {database}.schema_migrations (version, name, checksum, applied_at) "
+        f"VALUES ({migration.version}, '{migration.name}', '{migration.checksum}', now64(3))"
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def migrate(
+    client: Client, database: str, *, directory: Path = MIGRATIONS_DIR, render: Render = render
+) -> list[str]:
+    """Apply what is not applied yet, in order; return the labels applied (empty: up to date).
+
+    Raises MigrationError (one line, naming the file) when an applied file or statement changed,
+    or when a statement fails; the statements before it stay recorded, so a second run resumes."""
+    migrations = load(directory)
+    done = applied(client, database)
+    steps = _steps(client, database)
+    labels: list[str] = []
+    for migration in migrations:
+        recorded = done.get(migration.version)
+        if recorded is not None:
+            if recorded == "":
+                _record(client, database, migration)  # applied before checksums: adopt this file
+            elif recorded != migration.checksum:
+                raise MigrationError(
+                    f"migration {migration.label} was changed after it was applied (recorded sha256 "
+                    f"{recorded[:12]}, file {migration.checksum[:12]}): restore it and add a new migration"
+                )
+            continue
+        ran = steps.get(migration.version, {})
+        statements = migration.statements
+        for step, checksum in sorted(ran.items()):
+            if step >= len(statements) or sha256(statements[step]) != checksum:
+                raise MigrationError(
+                    f"migration {migration.label} was changed after its statement {step + 1} ran: "
+                    "restore that statement (only statements not yet run may change)"
+                )
+        for step, statement in enumerate(statements):
+            if step in ran:
+                continue
+            try:
+                client.command(render(statement, database))
+            except Exception as exc:
+                raise MigrationError(
+                    f"migration {migration.label} statement {step + 1} of {len(statements)} failed: "
+                    f"{_first_line(exc)} (the {step} before it are recorded; run again to resume)"
+                ) from None
+            client.command(
+                f"INSERT INTO {database}.schema_migration_steps (version, step, checksum, applied_at) "
+                f"VALUES ({migration.version}, {step}, '{sha256(statement)}', now64(3))"
+            )
+        _record(client, database, migration)
+        labels.append(migration.label)
+    return labels
