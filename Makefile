@@ -8,12 +8,13 @@ STAMP  := $(VENV)/.installed-stamp
 JARS   := var/cache/kafka-jars
 JARS_STAMP := $(JARS)/.resolved
 
-.PHONY: setup test lint demo bench fuzz clean help
+.PHONY: setup test test-docker lint demo bench fuzz clean help
 
 help:
 	@echo "make setup  - .venv with surplus[dev], Kafka jars from Maven (idempotent)"
 	@echo "make demo   - the national network on one machine (surplus demo)"
 	@echo "make test   - ruff, mypy and the whole pytest suite (real Kafka broker + chDB)"
+	@echo "make test-docker - the tests that need a Docker engine (a real Grafana)"
 	@echo "make lint   - ruff and mypy"
 	@echo "make bench  - worker and agent benchmarks, as ratios against raw baselines"
 	@echo "make fuzz   - a longer fuzz run of decode"
@@ -38,7 +39,10 @@ lint: setup
 	$(BIN)/mypy
 
 test: setup lint
-	$(BIN)/pytest -v --durations=15
+	$(BIN)/pytest -v --durations=15 -m "not docker"
+
+test-docker: setup
+	$(BIN)/pytest -v -m docker
 
 demo: setup
 	$(BIN)/surplus demo

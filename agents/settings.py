@@ -31,7 +31,8 @@ from pydantic_settings import (
 
 from agents.simsettings import SimulatorSettings
 from schemas.catalogue import load_catalogue
-from schemas.events import HUBS, ID_PATTERN
+from schemas.events import ID_PATTERN
+from schemas.hubs import HubId
 from surplus.errors import UserError
 from surplus.paths import var_dir
 
@@ -47,7 +48,7 @@ class DataCenter(Section):
     name: str = Field(min_length=1, max_length=200, description="display name")
     operator: str = Field(min_length=1, max_length=200, description="operating company")
     province: str = Field(pattern=r"^CN-[A-Z]{2}$", description="ISO 3166-2:CN code, e.g. CN-GZ")
-    hub: Literal[HUBS] = Field("none", description="hub: jjj yrd gba cy nm gz gs nx or none")  # type: ignore[valid-type]
+    hub: HubId = Field("none", description="hub: jjj yrd gba cy nm gz gs nx or none")
     cluster: str | None = Field(None, pattern=ID_PATTERN, description="national cluster id, if any")
     lat: float = Field(ge=-90, le=90, description="latitude (WGS84)")
     lon: float = Field(ge=-180, le=180, description="longitude (WGS84)")

@@ -1,4 +1,4 @@
-"""Reference figures the simulator draws on (copied, with their sources, from ../shared/reference). Pure.
+"""Reference figures the simulator draws on (copied, with their sources, from schemas/reference). Pure.
 
 Grid: 2022 provincial CO2 factors (MEE/NBS, official) and in-province generation mixes (estimates
 ±5-10 pp except Inner Mongolia 2022, official). `grid_renewable_share` = hydro + wind + solar;

@@ -1,6 +1,6 @@
 """Settings of the simulated data center: its pools, load profile, energy and randomness. Config.
 
-Defaults follow ../shared/reference (domain-data.md §5): allocation curves from the Helios and
+Defaults follow schemas/reference (domain-data.md §5): allocation curves from the Helios and
 Philly traces, job sizes and durations from the AcmeTrace summary, PUE per the hub targets.
 """
 

@@ -19,9 +19,11 @@ from pydantic import (
     model_validator,
 )
 
+from schemas.hubs import HUB_IDS, HubId
+
 ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 SOURCE_PREFIX = "//cpn/dc/"
-HUBS = ("jjj", "yrd", "gba", "cy", "nm", "gz", "gs", "nx", "none")
+HUBS = HUB_IDS  # the hub ids a registration may name (schemas/hubs.py)
 MAX_DEVICES = 10_000_000
 
 # Bounds keep every accepted value storable: counts fit their ClickHouse columns (UInt32 or
@@ -88,7 +90,7 @@ class Registration(Strict):
     name: Text
     operator: Text
     province: Annotated[str, Field(pattern=r"^CN-[A-Z]{2}$")]
-    hub: Literal["jjj", "yrd", "gba", "cy", "nm", "gz", "gs", "nx", "none"]
+    hub: HubId
     cluster: Ident | None
     lat: Annotated[float, Field(ge=-90, le=90)]
     lon: Annotated[float, Field(ge=-180, le=180)]

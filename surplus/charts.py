@@ -12,8 +12,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from schemas.hubs import GREEN_SHARE_TARGET, HUBS
+
 DPI = 100
-GREEN_TARGET = 0.8
 PRECISIONS = (("fp16", "FP16"), ("fp32", "FP32"), ("fp64", "FP64"))
 
 
@@ -65,11 +66,10 @@ def green_share_png(
     series: Sequence[dict[str, Any]],
     path: Path,
     *,
-    names: dict[str, str] | None = None,
     width_px: int = 1200,
     height_px: int = 600,
 ) -> Path:
-    """Hourly green-energy share per hub, with the 80 % target as a dashed line."""
+    """Hourly green-energy share per hub (legend: "gz: Guizhou"), the 80 % target dashed."""
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 
     figure = _figure(width_px, height_px)
@@ -81,9 +81,9 @@ def green_share_png(
         shares = [100 * row["green_share"] if row["green_share"] is not None else float("nan")
                   for row in rows]
         ax.plot([row["hour"] for row in rows], shares, marker="o", markersize=3, linewidth=1.2,
-                label=(names or {}).get(hub, hub))
-    ax.axhline(100 * GREEN_TARGET, color="green", linestyle="--", linewidth=1,
-               label=f"target {GREEN_TARGET:.0%}")
+                label=_hub_label(hub))
+    ax.axhline(100 * GREEN_SHARE_TARGET, color="green", linestyle="--", linewidth=1,
+               label=f"target {GREEN_SHARE_TARGET:.0%}")
     ax.set_ylim(0, 100)
     ax.set_ylabel("green share of facility energy, %", fontsize=8)
     ax.set_xlabel("hour (UTC)", fontsize=8)
@@ -97,3 +97,8 @@ def green_share_png(
     if not series:
         ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center")
     return _save(figure, path)
+
+
+def _hub_label(hub: str) -> str:
+    known = HUBS.get(hub)
+    return f"{hub}: {known.short_name}" if known else hub

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from schemas.hubs import GREEN_SHARE_TARGET, HUBS
 from surplus import report_queries as q
 from surplus.errors import UserError
 
@@ -24,20 +25,6 @@ if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
     from rich.console import Console
 
-# Hub ids, English names and PUE targets, from ../shared/reference/catalogue.json "hubs"
-# (NDRC approval letters, 2022); a test keeps them equal to that file when it is present.
-HUBS: dict[str, tuple[str, float | None]] = {
-    "jjj": ("Beijing-Tianjin-Hebei hub", 1.25),
-    "yrd": ("Yangtze River Delta hub", 1.25),
-    "gba": ("Guangdong-Hong Kong-Macao Greater Bay Area hub", 1.25),
-    "cy": ("Chengdu-Chongqing hub", 1.25),
-    "nm": ("Inner Mongolia hub", 1.2),
-    "gz": ("Guizhou hub", 1.2),
-    "gs": ("Gansu hub", 1.2),
-    "nx": ("Ningxia hub", 1.2),
-    "none": ("outside the hubs", None),
-}
-GREEN_SHARE_TARGET = 0.8
 PERIOD = timedelta(hours=24)  # the period of a report --at a time
 SILENT_AFTER_S = 180  # a DC whose last event is older than this (on the data's clock) is stale
 TOP_DCS = 10
@@ -138,7 +125,8 @@ def _hubs(client: Client, database: str, scope: q.Scope) -> list[dict[str, Any]]
     energy = {r["hub"]: r for r in q.green_by_hub(client, database, scope)}
     rows = []
     for hub in sorted(surplus.keys() | energy.keys()):
-        name, pue_target = HUBS.get(hub, (hub, None))
+        known = HUBS.get(hub)
+        name, pue_target = (known.name, known.pue_target) if known else (hub, None)
         row = {"hub": hub, "name": name, **_surplus(surplus.get(hub, _ZERO)),
                **_energy(energy.get(hub, _NO_ENERGY))}
         share, pue = row["green_share"], row["pue"]
@@ -264,13 +252,11 @@ def write_pngs(
     scope, _ = _scope(client, database, hub=hub, dc=dc, at=at)
     directory = Path(directory)
     size = {"width_px": width_px, "height_px": height_px}
-    labels = {h: f"{h}: {name.removesuffix(' hub')}" for h, (name, _) in HUBS.items()}
     return [
         charts.national_surplus_png(q.national_series(client, database, scope),
                                     directory / "national_surplus.png", **size),
         charts.green_share_png(q.green_series(client, database, scope),
-                               directory / "green_share.png",
-                               names=labels, **size),
+                               directory / "green_share.png", **size),
     ]
 
 

@@ -31,7 +31,7 @@ def test_national_chart_has_the_asked_size(tmp_path: Path, width: int, height: i
 def test_green_chart_by_hub(tmp_path: Path) -> None:
     series = [{"hour": T0 + timedelta(hours=h), "hub": hub, "green_share": share}
               for h in range(6) for hub, share in (("nm", 0.85), ("yrd", None if h == 2 else 0.3))]
-    path = green_share_png(series, tmp_path / "sub" / "g.png", names={"nm": "nm: Inner Mongolia"})
+    path = green_share_png(series, tmp_path / "sub" / "g.png")
     assert png_size(path) == (1200, 600)
 
 
