@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from schemas.catalogue import Catalogue
-from schemas.decode import Verifier, decode
+from schemas.decode import MAX_BYTES, Verifier, decode
 from schemas.events import (
     CapacityEvent,
     HeartbeatEvent,
@@ -27,6 +27,12 @@ from streams import normalise
 from streams.ledger import LEDGER_COLUMNS, JobKey, JobState, apply, job_key
 
 PAYLOAD_KEEP_BYTES = 4096
+# What the dead-letter topic keeps of a message (SPEC §3): the value whole up to the 64 KiB that
+# `too_large` allows, else its first 64 KiB with an `original_size` header; keys are ids (at most
+# 63 characters when valid), so a longer one is cut the same way. This bounds every forwarded
+# record well under the worker producer's request limit, whatever the broker accepted.
+FORWARD_VALUE_BYTES = MAX_BYTES
+FORWARD_KEY_BYTES = 1024
 
 # tables in the order they are written: dead letters first, the ledger (which is also the
 # per-job state a restarted worker resumes from) last.
@@ -77,12 +83,30 @@ class DeadLetter:
         return (received_at, r.topic, r.partition, r.offset, self.reason.value, self.detail,
                 r.value[:PAYLOAD_KEEP_BYTES])
 
+    @property
+    def key(self) -> bytes | None:
+        """The key forwarded to the dead-letter topic (at most FORWARD_KEY_BYTES)."""
+        key = self.record.key
+        return key if key is None or len(key) <= FORWARD_KEY_BYTES else key[:FORWARD_KEY_BYTES]
+
+    @property
+    def value(self) -> bytes:
+        """The value forwarded to the dead-letter topic: whole, or its first FORWARD_VALUE_BYTES."""
+        value = self.record.value
+        return value if len(value) <= FORWARD_VALUE_BYTES else value[:FORWARD_VALUE_BYTES]
+
     def headers(self) -> list[tuple[str, bytes]]:
-        return [
+        """`reason`, `detail` (at most 200 bytes), `source`, and `original_size` when cut (SPEC §3)."""
+        headers = [
             ("reason", self.reason.value.encode()),
             ("detail", self.detail.encode("utf-8", "replace")[:200]),
             ("source", self.record.position.encode()),
         ]
+        if len(self.record.value) > FORWARD_VALUE_BYTES:
+            headers.append(("original_size", str(len(self.record.value)).encode()))
+        if self.record.key is not None and len(self.record.key) > FORWARD_KEY_BYTES:
+            headers.append(("original_key_size", str(len(self.record.key)).encode()))
+        return headers
 
 
 @dataclass(slots=True)

@@ -146,7 +146,7 @@ class Handler:
     async def _send_dead_letters(self, dead: list[DeadLetter]) -> None:
         assert self.produce is not None
         deliveries = [
-            await self.produce(self.deadletter_topic, d.record.key, d.record.value, d.headers())
+            await self.produce(self.deadletter_topic, d.key, d.value, d.headers())
             for d in dead
         ]
         await asyncio.gather(*(asyncio.ensure_future(x) for x in deliveries if x is not None))
