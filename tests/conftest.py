@@ -17,8 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from tests.services import unavailable
+
+# Property tests prove invariants, not speed: no per-example deadline (a loaded 2-core CI machine
+# would turn hypothesis's 200 ms default into a timed assertion).
+hypothesis_settings.register_profile("surplus", deadline=None)
+hypothesis_settings.load_profile("surplus")
 
 
 def _docker_answers() -> bool:
