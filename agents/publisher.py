@@ -40,9 +40,9 @@ Signer = Callable[[bytes, bytes], tuple[str, bytes]]
 
 
 def producer_config(kafka: KafkaSettings, client_id: str) -> dict[str, Any]:
-    """librdkafka settings: idempotence, acks=all, lz4, batching, security, then `extra`."""
-    config: dict[str, Any] = {
-        "bootstrap.servers": kafka.bootstrap,
+    """librdkafka settings: the connection (bootstrap, security), idempotence, acks=all, lz4,
+    batching, then `extra`."""
+    return kafka.librdkafka({
         "client.id": client_id,
         "enable.idempotence": True,
         "acks": "all",
@@ -50,20 +50,9 @@ def producer_config(kafka: KafkaSettings, client_id: str) -> dict[str, Any]:
         "linger.ms": kafka.linger_ms,
         "message.timeout.ms": kafka.message_timeout_ms,
         "queue.buffering.max.messages": max(1000, kafka.max_in_flight_events * 2),
-        "security.protocol": kafka.security_protocol,
         "logger": logging.getLogger("agents.librdkafka"),
-    }
-    if kafka.security_protocol.startswith("SASL"):
-        config["sasl.mechanism"] = kafka.sasl_mechanism
-        config["sasl.username"] = kafka.username or ""
-        config["sasl.password"] = kafka.password.get_secret_value() if kafka.password else ""
-    for name, path in (("ssl.ca.location", kafka.ssl_ca_location),
-                       ("ssl.certificate.location", kafka.ssl_certificate_location),
-                       ("ssl.key.location", kafka.ssl_key_location)):
-        if path is not None:
-            config[name] = str(path)
-    config.update(kafka.extra)
-    return config
+        **kafka.extra,
+    })
 
 
 class KafkaPublisher:
@@ -142,29 +131,11 @@ class KafkaPublisher:
         return self.flush(timeout_s)
 
 
-def ensure_topics(kafka: KafkaSettings, partitions: int = 3, timeout_s: float = 15) -> list[str]:
+def ensure_topics(kafka: KafkaSettings, timeout_s: float = 15) -> list[str]:
     """Create the five telemetry topics under the prefix if they are missing (for local setups)."""
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from surplus.kafka.admin import ensure_topics as create
 
-    config = producer_config(kafka, "surplus-agent-admin")
-    admin = AdminClient({k: v for k, v in config.items() if not k.startswith(
-        ("enable.", "acks", "compression", "linger", "message.", "queue."))})
-    try:
-        existing = set(admin.list_topics(timeout=timeout_s).topics)
-    except KafkaException as exc:
-        raise UserError(f"cannot reach Kafka at {kafka.bootstrap}: {exc.args[0]}") from None
-    wanted = [n for n in Topics(kafka.topic_prefix).telemetry if n not in existing]
-    if not wanted:
-        return []
-    futures = admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1)
-                                   for n in wanted], operation_timeout=timeout_s)
-    for name, future in futures.items():
-        try:
-            future.result(timeout=timeout_s)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise UserError(f"cannot create topic {name}: {exc.args[0].str()}") from None
-    return wanted
+    return create(kafka.connection(), Topics(kafka.topic_prefix).telemetry, timeout_s=timeout_s)
 
 
 def fleet_signer(keys: dict[str, Any]) -> Signer:

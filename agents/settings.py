@@ -2,7 +2,8 @@
 
 Sources, highest first: `SURPLUS_AGENT_*` variables (nested with `__`, e.g.
 `SURPLUS_AGENT_KAFKA__LINGER_MS=20`), the shared variables `KAFKA_BOOTSTRAP`,
-`SURPLUS_TOPIC_PREFIX` and `KAFKA_SECURITY_PROTOCOL`/`_SASL_*`/`_SSL_*`, the `--config` TOML
+`SURPLUS_TOPIC_PREFIX` and `KAFKA_SECURITY_PROTOCOL`/`_SASL_*`/`_SSL_*` (the connection model of
+surplus/kafka/connection.py, which `[kafka]` extends), the `--config` TOML
 file, then the defaults here. Built once at start-up; a bad value is one `UserError` line. Config.
 """
 
@@ -19,7 +20,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SecretStr,
     ValidationError,
     model_validator,
 )
@@ -34,6 +34,7 @@ from schemas.catalogue import load_catalogue
 from schemas.events import ID_PATTERN
 from schemas.hubs import HubId
 from surplus.errors import UserError
+from surplus.kafka.connection import ENV_FIELDS, KafkaConnection
 from surplus.paths import var_dir
 
 
@@ -65,33 +66,16 @@ class Intervals(Section):
     registry_s: int = Field(86_400, ge=60, le=7 * 86_400, description="registration resend")
 
 
-class KafkaSettings(Section):
-    """Where to publish, and how (librdkafka settings)."""
+class KafkaSettings(KafkaConnection):
+    """Where to publish, and how: the shared connection model plus the producer's own settings."""
 
-    bootstrap: str = Field("127.0.0.1:9092", min_length=1,
-                           description="host:port[,host:port] (env KAFKA_BOOTSTRAP)")
     topic_prefix: str = Field("cpn.", description="topic name prefix (env SURPLUS_TOPIC_PREFIX)")
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
-        "PLAINTEXT", description="PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL")
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
-        "SCRAM-SHA-512", description="PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512")
-    username: str | None = Field(None, description="SASL user name")
-    password: SecretStr | None = Field(None, description="SASL password (never logged)")
-    ssl_ca_location: Path | None = Field(None, description="CA certificate file (PEM)")
-    ssl_certificate_location: Path | None = Field(None, description="client certificate (mTLS)")
-    ssl_key_location: Path | None = Field(None, description="client key (mTLS)")
     linger_ms: int = Field(50, ge=0, le=10_000, description="batching delay of the producer")
     message_timeout_ms: int = Field(0, ge=0, description="0 = retry forever (the spool bounds it)")
     max_in_flight_events: int = Field(20_000, ge=1, description="events handed to the producer at once")
     create_topics: bool = Field(False, description="create the five topics at start (local setups)")
     extra: dict[str, str | int | float | bool] = Field(default_factory=dict,
                                                        description="more librdkafka settings")
-
-    @model_validator(mode="after")
-    def _secured(self) -> KafkaSettings:
-        if self.security_protocol.startswith("SASL") and not (self.username and self.password):
-            raise ValueError(f"security_protocol {self.security_protocol} needs username and password")
-        return self
 
 
 class SpoolSettings(Section):
@@ -194,13 +178,7 @@ class AgentSettings(BaseSettings):
 
 
 # the shared variables every surplus component reads, mapped into this model
-SHARED_ENV = {
-    "KAFKA_BOOTSTRAP": "bootstrap", "SURPLUS_TOPIC_PREFIX": "topic_prefix",
-    "KAFKA_SECURITY_PROTOCOL": "security_protocol", "KAFKA_SASL_MECHANISM": "sasl_mechanism",
-    "KAFKA_SASL_USERNAME": "username", "KAFKA_SASL_PASSWORD": "password",
-    "KAFKA_SSL_CAFILE": "ssl_ca_location", "KAFKA_SSL_CERTFILE": "ssl_certificate_location",
-    "KAFKA_SSL_KEYFILE": "ssl_key_location",
-}
+SHARED_ENV = {**ENV_FIELDS, "SURPLUS_TOPIC_PREFIX": "topic_prefix"}
 _FILE_VALUES: ContextVar[dict[str, Any]] = ContextVar("agent_file_values")
 
 

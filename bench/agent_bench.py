@@ -189,7 +189,7 @@ def main() -> None:
         broker = None
         bootstrap = args.bootstrap
         if not bootstrap:
-            from surplus.localkafka import LocalKafka, free_port
+            from surplus.kafka.local import LocalKafka, free_port
 
             broker = LocalKafka(work / "kafka", port=free_port(), controller_port=free_port(),
                                 progress=lambda m: print(m, file=sys.stderr))
@@ -205,7 +205,7 @@ def run(args: argparse.Namespace, bootstrap: str, work: Path) -> None:
     import gc
     import statistics
 
-    from surplus.kafka_admin import ensure_topics
+    from surplus.kafka.admin import ensure_topics
 
     tag = f"b{os.getpid()}"
     ensure_topics(bootstrap, Topics(f"{tag}foot.").telemetry, partitions=3)

@@ -104,10 +104,11 @@ def worker(bootstrap: str, prefix: str, n: int, client: object, url: str, data_d
     from streams.settings import WorkerSettings
     from streams.sink import Sink
     from streams.worker import Handler
+    from surplus.kafka.connection import KafkaConnection
     from surplus.store import parse_url
 
     target = parse_url(url)
-    settings = WorkerSettings(kafka_bootstrap=bootstrap, clickhouse_url=url, topic_prefix=prefix,
+    settings = WorkerSettings(kafka=KafkaConnection(bootstrap=bootstrap), clickhouse_url=url, topic_prefix=prefix,
                               group_id=f"bench-{uuid.uuid4().hex[:6]}", data_dir=data_dir,
                               metrics_interval_s=3600, session_timeout_s=10)
     (data_dir / settings.group_id).mkdir(parents=True, exist_ok=True)
@@ -145,8 +146,8 @@ def main() -> int:
     args = parser.parse_args()
 
     from streams.app import tune_gc
-    from surplus.kafka_admin import ensure_topics
-    from surplus.localkafka import LocalKafka, free_port
+    from surplus.kafka.admin import ensure_topics
+    from surplus.kafka.local import LocalKafka, free_port
     from surplus.store import connect, migrate
 
     tune_gc()  # the worker's process setting, applied to both paths alike

@@ -24,6 +24,7 @@ from faust.types import TP
 
 from streams.batch import Record
 from streams.settings import WorkerSettings
+from surplus.kafka.connection import KafkaConnection
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ def build_app(settings: WorkerSettings, handler: BatchHandler, topics: Sequence[
     app = SurplusApp(
         settings.group_id,
         broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
-        broker_credentials=_credentials(),
+        broker_credentials=credentials(settings.kafka),
         web_enabled=False,
         autodiscover=False,
         store="memory://",
@@ -161,25 +162,16 @@ def build_app(settings: WorkerSettings, handler: BatchHandler, topics: Sequence[
     return app
 
 
-def _credentials() -> Any:
-    from streams.settings import KafkaSecurity
-
-    security = KafkaSecurity()
-    if security.security_protocol == "PLAINTEXT":
+def credentials(kafka: KafkaConnection) -> Any:
+    """faust's broker credentials for the connection (None for PLAINTEXT)."""
+    if kafka.security_protocol == "PLAINTEXT":
         return None
-    import ssl
-
-    context = ssl.create_default_context(
-        cafile=str(security.ssl_cafile) if security.ssl_cafile else None
-    )
-    if security.ssl_certfile and security.ssl_keyfile:
-        context.load_cert_chain(str(security.ssl_certfile), str(security.ssl_keyfile))
-    if security.security_protocol in ("SASL_SSL", "SASL_PLAINTEXT") and security.sasl_username:
-        password = security.sasl_password.get_secret_value() if security.sasl_password else ""
+    context = kafka.ssl_context()
+    if kafka.security_protocol.startswith("SASL"):
         return faust.SASLCredentials(
-            username=security.sasl_username,
-            password=password,
-            mechanism=security.sasl_mechanism,
-            ssl_context=context if security.security_protocol == "SASL_SSL" else None,
+            username=kafka.sasl_username,
+            password=kafka.password,
+            mechanism=kafka.sasl_mechanism,
+            ssl_context=context,
         )
     return faust.SSLCredentials(context)

@@ -8,9 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import ValidationError
-
-from surplus.errors import UserError
 
 
 @click.group()
@@ -19,27 +16,16 @@ def streams() -> None:
 
 
 def load_settings(config: Path | None) -> Any:
-    from streams.settings import WorkerSettings
+    from streams.settings import load_settings as load
 
-    values: dict[str, Any] = {}
-    if config is not None:
-        import tomllib
-
-        try:
-            values = tomllib.loads(config.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise UserError(f"config {config}: {exc}") from None
-    try:
-        return WorkerSettings(**values)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise UserError(f"worker setting {where}: {err['msg']}") from None
+    return load(config)
 
 
 @streams.command("worker")
 @click.option("--config", type=click.Path(path_type=Path, dir_okay=False, exists=True),
-              help="TOML file of worker settings (environment variables win).")
+              help="TOML file of worker settings: the variables below without SURPLUS_, in lower case "
+                   "(batch_max_events = 5000), the Kafka connection in [kafka] (bootstrap = ...); "
+                   "environment variables win; an unknown key is refused.")
 @click.option("--loglevel", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--migrate/--no-migrate", default=True, show_default=True,
@@ -54,7 +40,9 @@ def worker(config: Path | None, loglevel: str, migrate: bool) -> None:
     Settings (environment): KAFKA_BOOTSTRAP, CLICKHOUSE_URL, SURPLUS_TOPIC_PREFIX,
     SURPLUS_GROUP_ID, SURPLUS_PARTITIONS, SURPLUS_BATCH_MAX_EVENTS, SURPLUS_BATCH_MAX_WAIT_MS,
     SURPLUS_PRICE_BOOK, SURPLUS_SIGNING_KEYS, SURPLUS_ALERT_RULES; Kafka security via
-    KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD, KAFKA_SSL_CAFILE.
+    KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD,
+    KAFKA_SSL_CAFILE, KAFKA_SSL_CERTFILE, KAFKA_SSL_KEYFILE. Precedence: environment, then the
+    --config file, then defaults.
     """
     settings = load_settings(config)
     run_worker(settings, loglevel=loglevel, migrate=migrate)

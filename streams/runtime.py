@@ -14,7 +14,7 @@ from streams.settings import WorkerSettings
 from streams.sink import Sink
 from streams.worker import Handler
 from surplus.errors import UserError
-from surplus.kafka_admin import ensure_topics
+from surplus.kafka.admin import ensure_topics
 from surplus.store import connect, migrate
 
 log = logging.getLogger(__name__)
@@ -39,13 +39,13 @@ def prepare(settings: WorkerSettings, *, migrate_store: bool = True) -> Prepared
             log.info("applied migration %s", name)
     topics = Topics(settings.topic_prefix)
     ensure_topics(
-        settings.kafka_bootstrap,
+        settings.kafka,
         [*topics.telemetry, topics.deadletter],
         partitions=settings.partitions,
         replication=settings.replication_factor,
     )
     # faust's partition assignor elects its leader through this topic
-    ensure_topics(settings.kafka_bootstrap, [f"{settings.group_id}-__assignor-__leader"],
+    ensure_topics(settings.kafka, [f"{settings.group_id}-__assignor-__leader"],
                   partitions=1, replication=settings.replication_factor)
     verifier = None
     if settings.signing_keys is not None:

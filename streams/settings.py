@@ -1,41 +1,35 @@
-"""Settings of a stream worker (pydantic-settings): environment, then an optional TOML file. Config."""
+"""Settings of a stream worker (pydantic-settings): environment over a TOML file over defaults. Config.
+
+Sources, highest first: keyword arguments, `SURPLUS_*` variables (and `CLICKHOUSE_URL`), the
+shared `KAFKA_*` variables (the connection model of surplus/kafka/connection.py), the `--config`
+TOML file (top-level keys are the field names, the connection goes in `[kafka]`), then the
+defaults here. A key the model does not know, in the file or as an argument, is refused by name.
+"""
 
 from __future__ import annotations
 
 import os
 import socket
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from surplus.kafka.admin import PARTITIONS
+from surplus.kafka.connection import ENV_FIELDS, KafkaConnection
 from surplus.paths import default_clickhouse_url, var_dir
-
-
-class KafkaSecurity(BaseSettings):
-    """How to reach a secured Kafka cluster (SASL/SCRAM over TLS, or mTLS)."""
-
-    model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
-
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: Path | None = None
-    ssl_certfile: Path | None = None
-    ssl_keyfile: Path | None = None
 
 
 class WorkerSettings(BaseSettings):
     """A stream worker: where Kafka and ClickHouse are, and how it batches."""
 
-    model_config = SettingsConfigDict(env_prefix="SURPLUS_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix="SURPLUS_", extra="forbid", populate_by_name=True)
 
-    kafka_bootstrap: str = Field(
-        "127.0.0.1:9092",
-        validation_alias=AliasChoices("KAFKA_BOOTSTRAP", "kafka_bootstrap"),
-        description="Kafka bootstrap servers, host:port[,host:port]",
+    kafka: KafkaConnection = Field(
+        default_factory=KafkaConnection,
+        description="bootstrap servers and security: the KAFKA_* variables, or [kafka] in the file",
     )
     clickhouse_url: str = Field(
         default_factory=default_clickhouse_url,
@@ -49,7 +43,7 @@ class WorkerSettings(BaseSettings):
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
         description="this worker's name in logs and metrics",
     )
-    partitions: int = Field(6, ge=1, le=1024, description="partitions of topics the worker creates")
+    partitions: int = Field(PARTITIONS, ge=1, le=1024, description="partitions of topics the worker creates")
     replication_factor: int = Field(1, ge=1, le=5, description="replication of created topics")
     batch_max_events: int = Field(20_000, ge=1, description="flush a batch at this many events")
     batch_max_wait_ms: int = Field(500, ge=1, description="or when its oldest event is this old")
@@ -74,3 +68,83 @@ class WorkerSettings(BaseSettings):
     job_cache_size: int = Field(
         200_000, ge=1000, description="jobs whose ledger state stays in memory"
     )
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """The bootstrap servers (`kafka.bootstrap`)."""
+        return self.kafka.bootstrap
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _KafkaEnv(settings_cls), _File(settings_cls))
+
+
+_FILE_VALUES: ContextVar[dict[str, Any]] = ContextVar("worker_file_values")
+
+
+class _KafkaEnv(PydanticBaseSettingsSource):
+    """The shared KAFKA_* variables, as the `kafka` field."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        kafka = {name: os.environ[env] for env, name in ENV_FIELDS.items() if os.environ.get(env)}
+        return {"kafka": kafka} if kafka else {}
+
+
+class _File(PydanticBaseSettingsSource):
+    """The `--config` TOML file's values (set by `load_settings`), below the environment."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return _FILE_VALUES.get({})
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> WorkerSettings:
+    """Settings from the environment over `config` (TOML) over the defaults; `overrides` win.
+
+    Raises UserError (one line) for an unreadable file, invalid TOML, an unknown key (named) or
+    a bad value."""
+    import tomllib
+
+    from pydantic import ValidationError
+
+    from surplus.errors import UserError
+
+    values: dict[str, Any] = {}
+    if config is not None:
+        try:
+            values = tomllib.loads(Path(config).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"config {config}: cannot read it: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise UserError(f"config {config} is not valid TOML: {exc}") from None
+    token = _FILE_VALUES.set(values)
+    try:
+        return WorkerSettings(**overrides)
+    except ValidationError as exc:
+        where = f"config {config}" if config is not None else "worker settings"
+        raise UserError(f"{where}: {describe(exc)}") from None
+    finally:
+        _FILE_VALUES.reset(token)
+
+
+def describe(exc: Any) -> str:
+    """The first problem of a ValidationError as one line; an unknown key is named as such."""
+    errors = exc.errors(include_url=False, include_input=False)
+    if not errors:
+        return "invalid"
+    err = errors[0]
+    where = ".".join(str(p) for p in err["loc"]) or "settings"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    if err["type"] == "extra_forbidden":
+        return f"unknown setting {where!r}{more}"
+    return f"{where}: {err['msg'].removeprefix('Value error, ')}{more}"

@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "db": ("surplus.db:db", "ClickHouse store: apply migrations."),
     "demo": ("surplus.demo:demo", "The national network on one machine, ending with a report."),
     "grafana": ("surplus.grafana:grafana", "Publish datasource, dashboards and alerts to Grafana."),
-    "kafka": ("surplus.kafka:kafka", "The local Apache Kafka broker (KRaft) for machines without a cluster."),
+    "kafka": ("surplus.kafka.cli:kafka", "The local Apache Kafka broker (KRaft) for machines without a cluster."),
     "ledger": ("streams.ledger_cli:ledger", "The accounting ledger: reconcile entries with raw job totals."),
     "report": ("surplus.report:report", "National, hub and DC surplus, green share and top tenants."),
     "streams": ("streams.cli:streams", "Stream workers: validate, normalise and aggregate into ClickHouse."),

@@ -155,8 +155,9 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
     from agents.run import Fleet
     from agents.settings import Intervals, KafkaSettings, SpoolSettings
     from schemas.signing import sign
-    from surplus.kafka_admin import ensure_topics
-    from surplus.localkafka import LocalKafka, free_port
+    from surplus.kafka.admin import PARTITIONS, ensure_topics
+    from surplus.kafka.connection import from_env
+    from surplus.kafka.local import LocalKafka, free_port
 
     console = Console(stderr=quiet)
     if dcs < 1 or minutes <= 0 or speed <= 0:
@@ -174,12 +175,15 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
             console.print("[bold]starting the local Kafka broker[/] (Apache Kafka 3.9.2, KRaft) ...")
             broker = LocalKafka(workdir / "kafka", port=free_port(), controller_port=free_port(),
                                 progress=lambda m: console.print(f"  {m}"))
-            bootstrap = broker.up()
-        ensure_topics(bootstrap, [prefix + t for t in ("registry", "capacity", "power", "jobs", "heartbeat",
-                                                         "deadletter")], partitions=6)
-        env = {**os.environ, "KAFKA_BOOTSTRAP": bootstrap, "CLICKHOUSE_URL": url, "SURPLUS_TOPIC_PREFIX": prefix,
+            broker.up()
+            kafka = broker.connection()
+        else:
+            kafka = from_env(bootstrap=bootstrap)
+        ensure_topics(kafka, [prefix + t for t in ("registry", "capacity", "power", "jobs", "heartbeat",
+                                                     "deadletter")])
+        env = {**os.environ, **kafka.env(), "CLICKHOUSE_URL": url, "SURPLUS_TOPIC_PREFIX": prefix,
                "SURPLUS_GROUP_ID": GROUP, "SURPLUS_SESSION_TIMEOUT_S": "6", "SURPLUS_METRICS_INTERVAL_S": "5",
-               "SURPLUS_DATA_DIR": str(workdir / "faust"), "SURPLUS_PARTITIONS": "6"}
+               "SURPLUS_DATA_DIR": str(workdir / "faust"), "SURPLUS_PARTITIONS": str(PARTITIONS)}
         env["SURPLUS_SIGNING_KEYS"] = str(workdir / "signing-keys.toml")
         console.print(f"starting a stream worker (log: {workdir / 'worker.log'}) ...")
 
@@ -188,7 +192,7 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
         clock = SimClock(now - span, speed=speed)
         sim = national_fleet(dcs, seed=seed)
         keys = _signing_keys([d.dc.dc_id for d in sim], workdir / "signing-keys.toml")
-        fleet = Fleet.simulated(sim, kafka=KafkaSettings(bootstrap=bootstrap, topic_prefix=prefix),
+        fleet = Fleet.simulated(sim, kafka=KafkaSettings(**dict(kafka), topic_prefix=prefix),
                                 spool=SpoolSettings(path=workdir / "spool"), clock=clock,
                                 intervals=Intervals(capacity_s=60, power_s=300, heartbeat_s=60),
                                 signer=fleet_signer(keys))
@@ -203,7 +207,7 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
                 progress.dark_dc = victim.dc.dc_id
                 from confluent_kafka import Producer
 
-                producer = Producer({"bootstrap.servers": bootstrap})
+                producer = Producer(kafka.librdkafka())
                 honest = fleet.agents[0].dc.dc_id
                 for topic, key, value in _bad_messages(prefix, honest, clock.now()):
                     producer.produce(topic, value, key=key, headers=[sign(value, keys[honest])])
@@ -220,7 +224,7 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
 
         from confluent_kafka import Consumer
 
-        watcher = Consumer({"bootstrap.servers": bootstrap, "group.id": GROUP, "enable.auto.commit": False})
+        watcher = Consumer(kafka.librdkafka({"group.id": GROUP, "enable.auto.commit": False}))
         started = time.monotonic()
         thread = threading.Thread(target=drive, name="fleet", daemon=True)
         thread.start()

@@ -21,7 +21,7 @@ TELEMETRY = ("registry", "capacity", "power", "jobs", "heartbeat")
 
 
 def ensure_topics(bootstrap: str, prefix: str, partitions: int = 3) -> None:
-    from surplus.kafka_admin import ensure_topics as ensure
+    from surplus.kafka.admin import ensure_topics as ensure
 
     ensure(bootstrap, [prefix + t for t in (*TELEMETRY, "deadletter")], partitions=partitions)
 
@@ -29,8 +29,10 @@ def ensure_topics(bootstrap: str, prefix: str, partitions: int = 3) -> None:
 def publish(bootstrap: str, prefix: str, messages: Iterable[Message]) -> int:
     from confluent_kafka import Producer
 
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-                         "compression.type": "lz4", "linger.ms": 5})
+    from surplus.kafka.admin import client_config
+
+    producer = Producer(client_config(bootstrap, {"enable.idempotence": True, "acks": "all",
+                                                  "compression.type": "lz4", "linger.ms": 5}))
     failures: list[str] = []
 
     def report(err: Any, _msg: Any) -> None:
@@ -69,7 +71,9 @@ def offsets(bootstrap: str, prefix: str, group: str) -> tuple[int, int]:
 def _offsets(bootstrap: str, prefix: str, group: str) -> tuple[int, int]:
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    from surplus.kafka.admin import client_config
+
+    consumer = Consumer(client_config(bootstrap, {"group.id": group, "enable.auto.commit": False}))
     try:
         meta = consumer.list_topics(timeout=10)
         tps = [TopicPartition(prefix + t, p) for t in TELEMETRY
@@ -84,9 +88,10 @@ def _offsets(bootstrap: str, prefix: str, group: str) -> tuple[int, int]:
 def reset_group(bootstrap: str, prefix: str, group: str) -> None:
     """Set the group's offsets back to the start of every telemetry partition (group must be idle)."""
     from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-    from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    from surplus.kafka.admin import admin_client
+
+    admin = admin_client(bootstrap)
     meta = admin.list_topics(timeout=10)
     tps = [TopicPartition(prefix + t, p, 0) for t in TELEMETRY for p in meta.topics[prefix + t].partitions]
     futures = admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(group, tps)])

@@ -28,8 +28,8 @@ from schemas.decode import decode
 from schemas.events import CONTENT_TYPE
 from schemas.reasons import Reject
 from schemas.topics import Topics
-from surplus.kafka_admin import ensure_topics
-from surplus.localkafka import LocalKafka, free_port
+from surplus.kafka.admin import ensure_topics
+from surplus.kafka.local import LocalKafka, free_port
 from tests.services import unavailable
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]

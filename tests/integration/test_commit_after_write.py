@@ -22,6 +22,7 @@ from streams.app import build_app
 from streams.settings import WorkerSettings
 from streams.sink import Sink
 from streams.worker import Handler
+from surplus.kafka.connection import KafkaConnection
 from tests.e2e.fleet import BASE, Message, envelope
 from tests.e2e.harness import ensure_topics, offsets, publish
 
@@ -57,7 +58,7 @@ def test_failed_insert_does_not_commit(kafka_bootstrap: str, topic_prefix: str, 
     group = f"g-{uuid.uuid4().hex[:8]}"
     first = [capacity("dc-a", n) for n in range(50)]
     publish(kafka_bootstrap, topic_prefix, first)
-    settings = WorkerSettings(kafka_bootstrap=kafka_bootstrap, clickhouse_url=store.url, topic_prefix=topic_prefix,
+    settings = WorkerSettings(kafka=KafkaConnection(bootstrap=kafka_bootstrap), clickhouse_url=store.url, topic_prefix=topic_prefix,
                               group_id=group, batch_max_events=50, batch_max_wait_ms=200, partitions=1,
                               session_timeout_s=6, data_dir=tmp_path / "faust", metrics_interval_s=3600)
     (tmp_path / "faust" / group).mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""The local KRaft broker (surplus.localkafka and `surplus kafka`): a real JVM, a temporary home."""
+"""The local KRaft broker (surplus.kafka.local and `surplus kafka`): a real JVM, a temporary home."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from surplus.errors import UserError
-from surplus.localkafka import LocalKafka, free_port
+from surplus.kafka.local import LocalKafka, free_port
 from tests.services import unavailable
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]

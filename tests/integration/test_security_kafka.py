@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
-from surplus.localkafka import LocalKafka, free_port
+from surplus.kafka.local import LocalKafka, free_port
 from tests.services import unavailable
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
@@ -206,13 +206,14 @@ def test_settings_from_env_reach_the_broker_through_both_clients(
     """KAFKA_* as documented: librdkafka (agents, admin) and faust's aiokafka (workers)."""
     from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-    from streams.app import _credentials
-    from surplus.kafka_admin import ensure_topics
+    from streams.app import credentials
+    from surplus.kafka.admin import ensure_topics
+    from surplus.kafka.connection import from_env
 
     _env(monkeypatch, secure.client_env())
     topic = f"cpn.t{uuid.uuid4().hex[:8]}"
     assert ensure_topics(secure.bootstrap, [topic], partitions=1) == [topic]
-    auth = credentials_to_aiokafka_auth(_credentials())
+    auth = credentials_to_aiokafka_auth(credentials(from_env()))
     assert auth["security_protocol"] == "SASL_SSL" and auth["sasl_mechanism"] == "SCRAM-SHA-512"
     value = uuid.uuid4().bytes
     assert asyncio.run(_aiokafka_round_trip(secure.bootstrap, topic, value, auth)) == value
@@ -223,8 +224,9 @@ def test_mtls_client_from_env(secure: LocalKafka, monkeypatch: pytest.MonkeyPatc
     here, so that this tests authentication, not the ACLs)."""
     from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-    from streams.app import _credentials
-    from surplus.kafka_admin import client_config
+    from streams.app import credentials
+    from surplus.kafka.admin import client_config
+    from surplus.kafka.connection import from_env
 
     cert, key = secure.issue_client_cert("admin")
     _env(monkeypatch, {"KAFKA_SECURITY_PROTOCOL": "SSL",
@@ -233,7 +235,7 @@ def test_mtls_client_from_env(secure: LocalKafka, monkeypatch: pytest.MonkeyPatc
     bootstrap = f"127.0.0.1:{secure.mtls_port}"
     value = uuid.uuid4().bytes
     assert _round_trip(client_config(bootstrap, QUIET), "cpn.power", value) == value
-    auth = credentials_to_aiokafka_auth(_credentials())
+    auth = credentials_to_aiokafka_auth(credentials(from_env()))
     assert auth["security_protocol"] == "SSL"
     assert asyncio.run(_aiokafka_round_trip(bootstrap, "cpn.power", value, auth)) == value
 
@@ -294,10 +296,11 @@ def test_signed_events_end_to_end_agent_to_worker_over_sasl_ssl(
     from agents.settings import KafkaSettings
     from schemas.catalogue import load_catalogue
     from schemas.prices import PriceBook
-    from streams.app import _credentials
+    from streams.app import credentials
     from streams.signing import load_verifier
     from streams.sink import Sink
     from streams.worker import Handler
+    from surplus.kafka.connection import from_env
 
     secret = os.urandom(32).hex()
     (tmp_path / "gz.key").write_text(
@@ -327,7 +330,7 @@ def test_signed_events_end_to_end_agent_to_worker_over_sasl_ssl(
 
     _env(monkeypatch, {**secure.client_env(), "KAFKA_SASL_USERNAME": "surplus-worker",
                        "KAFKA_SASL_PASSWORD": acls["surplus-worker"]})
-    auth = credentials_to_aiokafka_auth(_credentials())
+    auth = credentials_to_aiokafka_auth(credentials(from_env()))
     records = asyncio.run(_consume_ours(secure.bootstrap, "cpn.capacity", run.encode(), 3, auth))
     handler = Handler(sink=Sink(store.client, store.database), catalogue=load_catalogue(),
                       prices=PriceBook.load(), deadletter_topic="cpn.deadletter",

@@ -55,18 +55,19 @@ def kafka_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_settings_and_credentials_reprs_hide_the_kafka_password(kafka_env: None) -> None:
-    from streams.app import _credentials
-    from streams.settings import KafkaSecurity, WorkerSettings
+    from streams.app import credentials
+    from streams.settings import WorkerSettings
+    from surplus.kafka.connection import from_env
 
-    security = KafkaSecurity()
+    security = from_env()
     assert security.sasl_password is not None
     assert security.sasl_password.get_secret_value() == KAFKA_PASSWORD  # it is read
     settings = WorkerSettings()
-    for text, where in [(repr(security), "repr(KafkaSecurity)"), (str(security), "str"),
-                        (security.model_dump_json(), "KafkaSecurity JSON"),
+    for text, where in [(repr(security), "repr(KafkaConnection)"), (str(security), "str"),
+                        (security.model_dump_json(), "KafkaConnection JSON"),
                         (repr(settings), "repr(WorkerSettings)"),
                         (settings.model_dump_json(), "WorkerSettings JSON"),
-                        (repr(_credentials()), "repr(faust credentials)")]:
+                        (repr(credentials(settings.kafka)), "repr(faust credentials)")]:
         assert_clean(text, where)
 
 

@@ -59,8 +59,8 @@ def test_help_documents_every_setting_and_a_sample() -> None:
                           text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    for needle in ("--config", "dc.dc_id", "dc.province", "intervals.capacity_s", "kafka.password",
-                   "kafka.sasl_mechanism", "kafka.ssl_ca_location", "spool.max_bytes", "spool.fsync",
+    for needle in ("--config", "dc.dc_id", "dc.province", "intervals.capacity_s", "kafka.sasl_password",
+                   "kafka.sasl_mechanism", "kafka.ssl_cafile", "spool.max_bytes", "spool.fsync",
                    "always | batch | never", "drop oldest telemetry, never job metering",
                    "signing_key_file", "[[collectors.simulator.pools]]", "collectors.slurm.enabled",
                    "KAFKA_BOOTSTRAP", "SURPLUS_TOPIC_PREFIX", "SURPLUS_AGENT_KAFKA__LINGER_MS",
@@ -99,7 +99,7 @@ def test_the_agent_imports_nothing_of_the_streams_side() -> None:
     (GOOD.replace("enabled = true", "enabled = false"), "no collector is enabled"),
     (GOOD.replace('device_model = "cambricon-mlu370-x8"', 'device_model = "gpu-9000"'),
      "'gpu-9000' is not a device_model of the catalogue"),
-    (GOOD.replace("linger_ms = 5", 'security_protocol = "SASL_SSL"'), "needs username and password"),
+    (GOOD.replace("linger_ms = 5", 'security_protocol = "SASL_SSL"'), "needs sasl_username and sasl_password"),
     (GOOD.replace("[dc]", "[dcx]"), "dc: Field required"),
 ])
 def test_a_bad_config_is_one_clear_line(tmp_path: Path, clean_env: pytest.MonkeyPatch,
@@ -136,11 +136,20 @@ def test_environment_wins_over_the_file(tmp_path: Path, clean_env: pytest.Monkey
     assert settings.kafka.bootstrap == "env-host:9093" and settings.kafka.topic_prefix == "t1."
     assert settings.kafka.linger_ms == 20 and settings.spool.fsync == "always"
     assert settings.kafka.sasl_mechanism == "SCRAM-SHA-512"
-    assert settings.kafka.password is not None
-    assert settings.kafka.password.get_secret_value() == "s3cret-pass"
+    assert settings.kafka.sasl_password is not None
+    assert settings.kafka.sasl_password.get_secret_value() == "s3cret-pass"
     assert "s3cret-pass" not in repr(settings) and "s3cret-pass" not in str(settings.model_dump())
     clean_env.setenv("SURPLUS_AGENT_KAFKA__BOOTSTRAP", "agent-host:1")  # the agent's own wins
     assert load_settings(path).kafka.bootstrap == "agent-host:1"
+
+
+def test_the_connection_keys_of_earlier_configs_are_still_read(
+        tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:
+    old = GOOD.replace("linger_ms = 5", 'linger_ms = 5\nsecurity_protocol = "SASL_SSL"\nusername = "dc"\n'
+                       'password = "pw"\nssl_ca_location = "/etc/ca.pem"')
+    kafka = load_settings(write(tmp_path, old)).kafka
+    assert kafka.sasl_username == "dc" and kafka.password == "pw" and str(kafka.ssl_cafile) == "/etc/ca.pem"
+    assert kafka.librdkafka()["sasl.username"] == "dc"
 
 
 def test_the_shipped_example_is_valid(clean_env: pytest.MonkeyPatch) -> None:

@@ -1,70 +1,48 @@
-"""A local single-node Apache Kafka broker (KRaft) run from Maven jars: I/O side (processes, files).
+"""A local single-node Apache Kafka broker (KRaft): process supervision of one JVM. I/O (processes).
 
-`LocalKafka(home).up()` formats storage once, starts `java ... kafka.Kafka` detached, waits until
-the broker answers and returns its bootstrap address; `down()` stops it. Used by `surplus kafka`
-and by the test fixtures, so it needs nothing beyond the standard library and confluent-kafka.
+`LocalKafka(home).up()` renders the config once, formats storage once, starts `java ...
+kafka.Kafka` detached, waits until the broker answers and returns its bootstrap address; `down()`
+stops it; `status()` says whether it runs. Used by `surplus kafka`, the demo and the test
+fixtures. The other jobs live beside it in surplus/kafka/: the jars and the JVM (jars.py), the
+config files (templates.py), the test CA (pki.py), SCRAM users (scram.py), topics (admin.py) and
+the client settings (connection.py).
 
 `LocalKafka(home, secure=True)` is the same broker with SASL_SSL (SCRAM-SHA-512) instead of
-PLAINTEXT, ACLs, and a throw-away test CA (openssl + keytool) under `home/secure/`; the client
-settings for its `admin` user are written to `home/secure/client.env` (KAFKA_* variables).
+PLAINTEXT, ACLs, and a throw-away test CA under `home/secure/`; the client settings for its
+`admin` user are written to `home/secure/client.env` (KAFKA_* variables).
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import fcntl
-import json
 import os
 import re
-import secrets
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from surplus.errors import UserError
+from surplus.kafka import pki, scram
+from surplus.kafka.admin import ensure_topics
+from surplus.kafka.connection import KafkaConnection
+from surplus.kafka.jars import DEFAULT_JARS, KAFKA_VERSION, REPO_ROOT, ensure_jars, find_java, jvm_argv
+from surplus.kafka.templates import (
+    SCRAM_MECHANISM,
+    cluster_id,
+    java_client_properties,
+    log4j_properties,
+    server_properties,
+)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-KAFKA_VERSION = "3.9.2"
-KAFKA_JAR = f"kafka_2.13-{KAFKA_VERSION}.jar"
-POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
-TEMPLATE = REPO_ROOT / "deploy" / "kafka" / "server.properties"
-SECURE_TEMPLATE = REPO_ROOT / "deploy" / "kafka" / "secure" / "server-secure.properties"
-SCRAM_MECHANISM = "SCRAM-SHA-512"
-CERT_DAYS = 825
-DEFAULT_JARS = REPO_ROOT / "var" / "cache" / "kafka-jars"
 DEFAULT_HOME = REPO_ROOT / "var" / "kafka"
 DEFAULT_PORT = 9092
 HOST = "127.0.0.1"
-
-# Measured on 2 cores (JDK 17): C1-only JIT starts the broker in 1.7 s instead of 2.2 s and did not
-# lower demo throughput; the serial collector keeps the footprint small. No C2 or G1 needed here.
-JVM_FLAGS = (
-    "-XX:TieredStopAtLevel=1",
-    "-XX:+UseSerialGC",
-    "-Xss512k",
-    "-XX:+ExitOnOutOfMemoryError",
-    "-Djava.awt.headless=true",
-)
-
-LOG4J = """\
-# Written by surplus/localkafka.py: everything WARN and above to {logs}/server.log, none to stdout.
-log4j.rootLogger=WARN, file
-log4j.appender.file=org.apache.log4j.RollingFileAppender
-log4j.appender.file.File={logs}/server.log
-log4j.appender.file.MaxFileSize=10MB
-log4j.appender.file.MaxBackupIndex=2
-log4j.appender.file.layout=org.apache.log4j.PatternLayout
-log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
-log4j.logger.kafka.server.KafkaRaftServer=INFO
-"""
 
 Progress = Callable[[str], None]
 _STAMP = re.compile(r"^\[[^]]*\] ")  # log4j's "[2025-01-01 00:00:00,000] "
@@ -104,14 +82,6 @@ def _accepts(port: int) -> bool:
         return False
 
 
-def _cluster_id() -> str:
-    """A Kafka cluster id: a random UUID in URL-safe base64 that does not start with '-'."""
-    while True:
-        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        if not text.startswith("-"):
-            return text
-
-
 def _env_port(name: str, default: int) -> int:
     raw = os.environ.get(name, "").strip()
     if not raw:
@@ -127,33 +97,6 @@ def _tail(path: Path, lines: int = 12) -> list[str]:
     except OSError:
         return []
     return [line for line in text.splitlines() if line.strip()][-lines:]
-
-
-def _private(path: Path, text: str) -> None:
-    """Write a file only its owner can read (passwords, keys)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    path.chmod(0o600)
-    path.write_text(text)
-
-
-def _run(argv: list[str], what: str) -> None:
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
-        raise UserError(f"could not {what}: {lines[-1] if lines else f'exit {done.returncode}'}")
-
-
-def _java_client_properties(user: str, password: str, secure_dir: Path) -> str:
-    """--command-config for Kafka's own tools (kafka-acls, kafka-topics) as `user`."""
-    return (
-        "security.protocol=SASL_SSL\n"
-        f"sasl.mechanism={SCRAM_MECHANISM}\n"
-        "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
-        f'username="{user}" password="{password}";\n'
-        "ssl.truststore.type=PEM\n"
-        f"ssl.truststore.location={secure_dir}/ca.pem\n"
-    )
 
 
 class LocalKafka:
@@ -223,48 +166,15 @@ class LocalKafka:
 
     def java(self) -> str:
         """The java executable ($JAVA_HOME/bin/java, else java on PATH), or a UserError."""
-        java_home = os.environ.get("JAVA_HOME")
-        if java_home and (Path(java_home) / "bin" / "java").is_file():
-            return str(Path(java_home) / "bin" / "java")
-        found = shutil.which("java")
-        if found is None:
-            raise UserError("java not found on PATH: the local Kafka broker needs Java 17 "
-                            "(e.g. apt install openjdk-17-jre-headless), or set KAFKA_BOOTSTRAP "
-                            "to use an existing cluster")
-        return found
+        return find_java()
 
     def ensure_jars(self) -> Path:
         """Make sure the Kafka jars are in `jars_dir`, resolving them with Maven if not."""
-        if (self.jars_dir / KAFKA_JAR).is_file():
-            return self.jars_dir
-        if not POM.is_file():
-            raise UserError(f"the Kafka jars are not in {self.jars_dir} and {POM} is missing: "
-                            "fetch them from a source checkout of surplus")
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise UserError(f"the Kafka jars are not in {self.jars_dir} and mvn is not on PATH: "
-                            "install Maven (e.g. apt install maven) to fetch them once")
-        self.progress(f"fetching Apache Kafka {KAFKA_VERSION} jars with Maven into "
-                      f"{self.jars_dir} (once) ...")
-        self.jars_dir.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run(
-            [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-             f"-DoutputDirectory={self.jars_dir}"],
-            capture_output=True, text=True, check=False,
-        )
-        if done.returncode != 0 or not (self.jars_dir / KAFKA_JAR).is_file():
-            output = (done.stdout + done.stderr).splitlines()
-            errors = [line for line in output if "ERROR" in line] or output or ["no output"]
-            raise UserError(f"mvn could not fetch the Kafka jars: {errors[0].strip()}")
-        return self.jars_dir
+        return ensure_jars(self.jars_dir, self.progress)
 
     def _jvm(self, java: str, heap_mb: int) -> list[str]:
-        return [
-            java, f"-Xmx{heap_mb}m", f"-Xms{min(heap_mb, 128)}m", *JVM_FLAGS,
-            f"-Dlog4j.configuration=file:{self.home / 'log4j.properties'}",
-            f"-Dkafka.logs.dir={self.logs_dir}",
-            "-cp", str(self.jars_dir / "*"),
-        ]
+        return jvm_argv(java, heap_mb, log4j=self.home / "log4j.properties", logs_dir=self.logs_dir,
+                        jars_dir=self.jars_dir)
 
     # -- process state -------------------------------------------------------------------------
 
@@ -340,38 +250,30 @@ class LocalKafka:
         return bool(metadata.brokers)
 
     def admin(self) -> Any:
-        """A confluent-kafka AdminClient for this broker, with librdkafka's logging silenced."""
+        """A confluent-kafka AdminClient for this broker (as admin), librdkafka's logging silenced."""
         from confluent_kafka.admin import AdminClient
 
         return AdminClient(self.client_config(extra={"log_level": 0}))
 
+    def connection(self, user: str = "admin", password: str | None = None) -> KafkaConnection:
+        """How a client reaches this broker (SASL_SSL as `user` when secure)."""
+        if not self.secure:
+            return KafkaConnection(bootstrap=self.bootstrap)
+        if password is None:
+            password = self._passwords()[user]
+        return KafkaConnection(
+            bootstrap=self.bootstrap, security_protocol="SASL_SSL", sasl_mechanism=SCRAM_MECHANISM,
+            sasl_username=user, sasl_password=password,  # type: ignore[arg-type]
+            ssl_cafile=self.secure_dir / "ca.pem")
+
     def client_config(self, user: str = "admin", password: str | None = None,
                       extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """librdkafka settings for a client of this broker (SASL_SSL as `user` when secure)."""
-        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap}
-        if self.secure:
-            if password is None:
-                password = self._passwords()[user]
-            config.update({
-                "security.protocol": "SASL_SSL", "sasl.mechanism": SCRAM_MECHANISM,
-                "sasl.username": user, "sasl.password": password,
-                "ssl.ca.location": str(self.secure_dir / "ca.pem"),
-            })
-        config.update(extra or {})
-        return config
+        return self.connection(user, password).librdkafka(extra)
 
     def client_env(self) -> dict[str, str]:
         """The KAFKA_* variables with which agents, workers and `surplus` reach this broker."""
-        if not self.secure:
-            return {"KAFKA_BOOTSTRAP": self.bootstrap, "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}
-        return {
-            "KAFKA_BOOTSTRAP": self.bootstrap,
-            "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
-            "KAFKA_SASL_MECHANISM": SCRAM_MECHANISM,
-            "KAFKA_SASL_USERNAME": "admin",
-            "KAFKA_SASL_PASSWORD": self._passwords()["admin"],
-            "KAFKA_SSL_CAFILE": str(self.secure_dir / "ca.pem"),
-        }
+        return self.connection().env()
 
     # -- up / down -----------------------------------------------------------------------------
 
@@ -420,110 +322,42 @@ class LocalKafka:
             return self.bootstrap
 
     def _write_config(self) -> None:
-        template = SECURE_TEMPLATE if self.secure else TEMPLATE
-        if not template.is_file():
-            raise UserError(f"{template} is missing: the local broker runs from a source checkout "
-                            "of surplus (deploy/kafka/ holds its pom.xml and server.properties)")
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         values: dict[str, Any] = {"port": self.port, "controller_port": self.controller_port,
                                   "data_dir": self.data_dir}
         if self.secure:
             passwords = self._passwords()
-            self._ensure_pki(passwords["store"])
+            pki.ensure_pki(self.secure_dir, passwords["store"], self.java(), self.progress)
             mtls = self.mtls_port
             values.update(
                 secure_dir=self.secure_dir, store_password=passwords["store"],
                 broker_password=passwords["broker"],
                 mtls_listener=f",MTLS://{HOST}:{mtls}" if mtls else "",
                 mtls_advertised=f",MTLS://{HOST}:{mtls}" if mtls else "")
+        text = server_properties(self.secure, values)
         self.props_file.touch(mode=0o600)
         self.props_file.chmod(0o600)  # the secure config holds the broker's passwords
-        self.props_file.write_text(template.read_text().format(**values))
-        (self.home / "log4j.properties").write_text(LOG4J.format(logs=self.logs_dir))
+        self.props_file.write_text(text)
+        (self.home / "log4j.properties").write_text(log4j_properties(self.logs_dir))
         if self.secure:
             env = "".join(f"{k}={v}\n" for k, v in self.client_env().items())
-            _private(self.secure_dir / "client.env", env)
-            _private(self.secure_dir / "admin.properties", _java_client_properties(
+            pki.private(self.secure_dir / "client.env", env)
+            pki.private(self.secure_dir / "admin.properties", java_client_properties(
                 "admin", self._passwords()["admin"], self.secure_dir))
 
     # -- secure mode: SCRAM passwords, the test CA, client certificates --------------------------
 
     def _passwords(self) -> dict[str, str]:
-        """The broker's own, the admin's and the keystores' passwords (made once, mode 0600)."""
-        path = self.secure_dir / "passwords.json"
-        try:
-            stored: dict[str, str] = json.loads(path.read_text())
-            return stored
-        except (OSError, ValueError):
-            pass
-        self.secure_dir.mkdir(parents=True, exist_ok=True)
-        made = {name: secrets.token_hex(16) for name in ("store", "broker", "admin")}
-        _private(path, json.dumps(made))
-        return made
-
-    def _ensure_pki(self, store_password: str) -> None:
-        """A test CA, the broker's keystore (CN=broker) and a truststore holding the CA."""
-        if (self.secure_dir / "broker.p12").is_file() and \
-                (self.secure_dir / "truststore.p12").is_file():
-            return
-        keytool = shutil.which("keytool", path=str(Path(self.java()).parent)) or \
-            shutil.which("keytool")
-        if shutil.which("openssl") is None or keytool is None:
-            raise UserError("`surplus kafka up --secure` needs openssl and keytool (from the JDK) "
-                            "to make its test CA")
-        self.progress(f"making a test CA and the broker's keystore in {self.secure_dir} ...")
-        d = self.secure_dir
-        _run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-              "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(d / "ca.key"),
-              "-out", str(d / "ca.pem"), "-days", str(CERT_DAYS), "-subj",
-              "/CN=surplus-local-test-ca", "-addext", "basicConstraints=critical,CA:TRUE",
-              "-addext", "keyUsage=critical,keyCertSign,cRLSign"], "make the test CA")
-        (d / "ca.key").chmod(0o600)
-        self.issue_client_cert("broker", server=True)
-        _run(["openssl", "pkcs12", "-export", "-in", str(d / "broker.pem"), "-inkey",
-              str(d / "broker.key"), "-certfile", str(d / "ca.pem"), "-name", "broker",
-              "-out", str(d / "broker.p12"), "-passout", f"pass:{store_password}"],
-             "make the broker keystore")
-        (d / "truststore.p12").unlink(missing_ok=True)
-        _run([keytool, "-importcert", "-noprompt", "-alias", "surplus-ca", "-file",
-              str(d / "ca.pem"), "-keystore", str(d / "truststore.p12"), "-storetype", "PKCS12",
-              "-storepass", store_password], "make the truststore")
+        return scram.passwords(self.secure_dir)
 
     def issue_client_cert(self, name: str, *, server: bool = False) -> tuple[Path, Path]:
         """(certificate, key) PEM files signed by the test CA with CN=`name` (its principal)."""
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", name):
-            raise UserError(f"certificate name {name!r} is not a plain identifier")
-        d = self.secure_dir
-        cert, key, csr, ext = (d / f"{name}.pem", d / f"{name}.key", d / f"{name}.csr",
-                               d / f"{name}.ext")
-        usage = "serverAuth,clientAuth" if server else "clientAuth"
-        san = "subjectAltName=IP:127.0.0.1,DNS:localhost\n" if server else ""
-        ext.write_text(f"{san}extendedKeyUsage={usage}\nbasicConstraints=CA:FALSE\n")
-        _run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt",
-              "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out", str(csr),
-              "-subj", f"/O=surplus-local/CN={name}"], f"make a key for {name}")
-        key.chmod(0o600)
-        _run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(d / "ca.pem"), "-CAkey",
-              str(d / "ca.key"), "-CAcreateserial", "-out", str(cert), "-days", str(CERT_DAYS),
-              "-extfile", str(ext)], f"sign the certificate of {name}")
-        csr.unlink()
-        ext.unlink()
-        return cert, key
+        return pki.issue_cert(self.secure_dir, name, server=server)
 
     def add_scram_user(self, name: str, password: str, timeout_s: float = 30) -> None:
         """Create or update a SCRAM-SHA-512 user through the Admin API (as admin)."""
-        from confluent_kafka.admin import (
-            ScramCredentialInfo,
-            ScramMechanism,
-            UserScramCredentialUpsertion,
-        )
-
-        upsert = UserScramCredentialUpsertion(
-            name, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192), password.encode())
-        admin = self.admin()  # kept alive until the futures resolve
-        for future in admin.alter_user_scram_credentials([upsert]).values():
-            future.result(timeout=timeout_s)
+        scram.add_user(self.admin(), name, password, timeout_s)
 
     def _format_storage(self, java: str) -> None:
         marker = self.secure_dir / "scram-users-formatted"
@@ -534,17 +368,13 @@ class LocalKafka:
             return
         id_file = self.home / "cluster.id"
         if not id_file.is_file():
-            id_file.write_text(_cluster_id() + "\n")
-        cluster_id = id_file.read_text().strip()
-        self.progress(f"formatting Kafka storage in {self.data_dir} (cluster {cluster_id}) ...")
-        scram: list[str] = []
-        if self.secure:
-            for user in ("broker", "admin"):
-                password = self._passwords()[user]
-                scram += ["--add-scram", f"{SCRAM_MECHANISM}=[name={user},password={password}]"]
+            id_file.write_text(cluster_id() + "\n")
+        cluster = id_file.read_text().strip()
+        self.progress(f"formatting Kafka storage in {self.data_dir} (cluster {cluster}) ...")
+        users = scram.format_arguments(self.secure_dir) if self.secure else []
         done = subprocess.run(
             [*self._jvm(java, 256), "kafka.tools.StorageTool", "format",
-             "-t", cluster_id, "-c", str(self.props_file), *scram],
+             "-t", cluster, "-c", str(self.props_file), *users],
             capture_output=True, text=True, check=False,
         )
         if done.returncode != 0:
@@ -616,32 +446,9 @@ class LocalKafka:
 
     # -- topics --------------------------------------------------------------------------------
 
-    def create_topics(self, names: Iterable[str], partitions: int = 3,
+    def create_topics(self, names: Iterable[str], partitions: int | None = None,
                       timeout_s: float = 30) -> None:
         """Create topics that do not exist yet and wait until every partition has a leader."""
-        from confluent_kafka import KafkaError, KafkaException
-        from confluent_kafka.admin import NewTopic
+        from surplus.kafka.admin import PARTITIONS
 
-        wanted = list(dict.fromkeys(names))
-        admin = self.admin()
-        existing = set(admin.list_topics(timeout=timeout_s).topics)
-        new = [NewTopic(name, num_partitions=partitions, replication_factor=1)
-               for name in wanted if name not in existing]
-        if new:
-            for name, future in admin.create_topics(new, request_timeout=timeout_s).items():
-                try:
-                    future.result()
-                except KafkaException as exc:
-                    if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                        raise UserError(f"could not create topic {name}: {exc.args[0].str()}"
-                                        ) from exc
-        deadline = time.monotonic() + timeout_s
-        while True:
-            topics = admin.list_topics(timeout=timeout_s).topics
-            if all(name in topics and topics[name].partitions and not topics[name].error
-                   and all(p.leader >= 0 for p in topics[name].partitions.values())
-                   for name in wanted):
-                return
-            if time.monotonic() > deadline:
-                raise UserError(f"topics {wanted} have no leader after {timeout_s:.0f} s")
-            time.sleep(0.1)
+        ensure_topics(self.connection(), names, partitions=partitions or PARTITIONS, timeout_s=timeout_s)

@@ -1,4 +1,4 @@
-"""`surplus kafka up|down|status`: the local broker's commands (wiring only; I/O in localkafka)."""
+"""`surplus kafka up|down|status`: the local broker's commands (wiring only; I/O in local.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from surplus.localkafka import DEFAULT_HOME, DEFAULT_PORT, LocalKafka
+from surplus.kafka.local import DEFAULT_HOME, DEFAULT_PORT, LocalKafka
 
 HOME_OPTION = click.option(
     "--home", type=click.Path(file_okay=False, path_type=Path), envvar="SURPLUS_KAFKA_HOME",

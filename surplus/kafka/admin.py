@@ -1,0 +1,89 @@
+"""Kafka administration every component shares: admin clients and THE place topics are created. I/O.
+
+`ensure_topics` is the only code in the project that creates topics (the worker, the agent's
+`create_topics`, the demo, the local broker, the benchmarks and the tests call it), with one
+default partition count, `PARTITIONS`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from surplus.errors import UserError
+from surplus.kafka.connection import KafkaConnection, coerce
+
+PARTITIONS = 6  # topics created by the project: the unit of parallelism of a worker group
+
+
+def client_config(kafka: KafkaConnection | str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """librdkafka settings for an admin/producer/consumer of `kafka` (a bare bootstrap string takes
+    its security from the KAFKA_* variables)."""
+    return coerce(kafka).librdkafka(extra)
+
+
+def admin_client(kafka: KafkaConnection | str, timeout_s: float = 15, quiet: bool = False) -> Any:
+    """A confluent-kafka AdminClient (librdkafka's logging silenced when `quiet`)."""
+    from confluent_kafka.admin import AdminClient
+
+    extra: dict[str, Any] = {"socket.timeout.ms": int(timeout_s * 1000)}
+    if quiet:
+        extra["log_level"] = 0
+    return AdminClient(client_config(kafka, extra))
+
+
+def ensure_topics(
+    kafka: KafkaConnection | str,
+    names: Iterable[str],
+    *,
+    partitions: int = PARTITIONS,
+    replication: int = 1,
+    timeout_s: float = 15,
+    wait: bool = True,
+) -> list[str]:
+    """Create the topics that do not exist yet; return the ones this call created.
+
+    With `wait`, return only once every named topic has a leader on every partition. UserError
+    when Kafka cannot be reached, a topic cannot be created, or leaders do not appear in time."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import NewTopic
+
+    connection = coerce(kafka)
+    admin = admin_client(connection, timeout_s)
+    wanted = list(dict.fromkeys(names))
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+    except KafkaException as exc:
+        raise UserError(f"cannot reach Kafka at {connection.bootstrap}: {exc.args[0]}") from None
+    new = [n for n in wanted if n not in existing]
+    created: list[str] = []
+    if new:
+        futures = admin.create_topics(
+            [NewTopic(n, num_partitions=partitions, replication_factor=replication) for n in new],
+            operation_timeout=timeout_s, request_timeout=timeout_s,
+        )
+        for name, future in futures.items():
+            try:
+                future.result(timeout=timeout_s)
+                created.append(name)
+            except KafkaException as exc:
+                error = exc.args[0]
+                if getattr(error, "code", lambda: None)() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    text = error.str() if hasattr(error, "str") else str(error)
+                    raise UserError(f"cannot create topic {name}: {text}") from None
+    if wait and wanted:
+        _wait_for_leaders(admin, wanted, timeout_s)
+    return created
+
+
+def _wait_for_leaders(admin: Any, names: list[str], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        topics = admin.list_topics(timeout=timeout_s).topics
+        if all(name in topics and topics[name].partitions and not topics[name].error
+               and all(p.leader >= 0 for p in topics[name].partitions.values()) for name in names):
+            return
+        if time.monotonic() > deadline:
+            raise UserError(f"topics {names} have no leader after {timeout_s:.0f} s")
+        time.sleep(0.1)
