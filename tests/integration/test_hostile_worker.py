@@ -22,6 +22,7 @@ from schemas.decode import MAX_BYTES
 from schemas.topics import Topics
 from streams.runtime import prepare
 from streams.settings import WorkerSettings
+from surplus.kafka.connection import KafkaConnection
 from tests.e2e.fleet import BASE, Message, envelope
 from tests.e2e.harness import ensure_topics, offsets, publish
 
@@ -80,7 +81,7 @@ def test_oversize_and_bomb_are_dead_lettered_and_the_rest_counted(
     total = 92
 
     group = f"g-{uuid.uuid4().hex[:8]}"
-    settings = WorkerSettings(kafka_bootstrap=kafka_bootstrap, clickhouse_url=store.url, topic_prefix=topic_prefix,
+    settings = WorkerSettings(kafka=KafkaConnection(bootstrap=kafka_bootstrap), clickhouse_url=store.url, topic_prefix=topic_prefix,
                               group_id=group, batch_max_events=500, batch_max_wait_ms=300, partitions=1,
                               session_timeout_s=6, data_dir=tmp_path / "faust", metrics_interval_s=3600)
     (tmp_path / "faust" / group).mkdir(parents=True)
