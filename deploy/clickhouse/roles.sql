@@ -54,13 +54,14 @@ GRANT
     SELECT ON cpn.ledger,
     SELECT ON cpn.tenant_usage_daily TO cpn_province_reader;
 
+-- Every limit has a MIN as well as a MAX: 0 means "unlimited" to ClickHouse and passes a bare MAX.
 CREATE SETTINGS PROFILE OR REPLACE cpn_analyst_limits
     SETTINGS readonly = 2,
-             max_execution_time = 60 MAX 300,
-             max_memory_usage = 4000000000 MAX 8000000000,
-             max_result_rows = 1000000 MAX 10000000,
-             result_overflow_mode = 'throw',
-             max_threads = 4 MAX 8
+             max_execution_time = 60 MIN 1 MAX 300,
+             max_memory_usage = 4000000000 MIN 1 MAX 8000000000,
+             max_result_rows = 1000000 MIN 1 MAX 10000000,
+             result_overflow_mode = 'throw' CONST,
+             max_threads = 4 MIN 1 MAX 8
     TO cpn_analyst, cpn_province_reader;
 
 CREATE QUOTA OR REPLACE cpn_analyst_quota KEYED BY user_name

@@ -277,3 +277,33 @@ def test_users_d_files_are_well_formed_xml_without_secrets() -> None:
             assert user.find("profile") is not None and user.find("quota") is not None
     profile = ET.parse(NATIONAL).getroot().find("profiles/surplus_analyst")
     assert profile is not None and profile.findtext("readonly") in ("1", "2")
+
+
+# Every limit of the analysts' profile, and values that would lift it. 0 means "unlimited" to
+# ClickHouse and passes a bare MAX constraint, so each limit needs a MIN as well (issue #21).
+LIMITS = ("max_execution_time", "max_memory_usage", "max_result_rows", "max_threads")
+LIFTED = {"max_execution_time": ["0", "100000"], "max_memory_usage": ["0", "100000000000"],
+          "max_result_rows": ["0", "1000000000000"], "max_threads": ["1000"]}
+# (max_threads = 0 is not "unlimited" but "auto": the server's core count, checked against MAX 8)
+
+
+@pytest.mark.parametrize("user", ["analyst", "analyst_cn_gz"])
+def test_analysts_cannot_lift_their_limits(chdb_path: Path, user: str) -> None:
+    attempts = [(name, value) for name in LIMITS for value in LIFTED[name]]
+    queries = [f"SELECT getSetting('{name}')" for name in LIMITS]
+    queries += [f"SELECT count() FROM cpn.capacity_samples SETTINGS {name} = {value}" for name, value in attempts]
+    queries += [f"SET {name} = {value}" for name, value in attempts]
+    queries += ["SELECT count() FROM cpn.capacity_samples SETTINGS result_overflow_mode = 'break'",
+                "SELECT count() FROM cpn.capacity_samples SETTINGS readonly = 0"]
+    results = _as(chdb_path, user, queries)
+    in_force = [_rows(r)[0][0] for r in results[:len(LIMITS)]]
+    assert [int(v) for v in in_force] == [60, 4_000_000_000, 1_000_000, 4], "the profile is in force"
+    for query, result in zip(queries[len(LIMITS):], results[len(LIMITS):], strict=True):
+        error = result.get("error", "")
+        assert "error" in result, f"{user} lifted a limit: {query}"
+        assert "SETTING_CONSTRAINT_VIOLATION" in error or "READONLY" in error or "Cannot modify" in error \
+            or "shouldn't be" in error, (query, error)
+    # within the bounds, an analyst may still tighten or loosen a limit (Grafana sets some)
+    allowed = _as(chdb_path, user, ["SELECT count() FROM cpn.capacity_samples SETTINGS max_execution_time = 10",
+                                    "SELECT count() FROM cpn.capacity_samples SETTINGS max_threads = 2"])
+    assert all("error" not in r for r in allowed), allowed
