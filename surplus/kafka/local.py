@@ -35,6 +35,7 @@ from surplus.kafka.jars import DEFAULT_JARS, KAFKA_VERSION, REPO_ROOT, ensure_ja
 from surplus.kafka.templates import (
     SCRAM_MECHANISM,
     cluster_id,
+    java_argfile,
     java_client_properties,
     log4j_properties,
     server_properties,
@@ -322,8 +323,11 @@ class LocalKafka:
             return self.bootstrap
 
     def _write_config(self) -> None:
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # the metadata log holds the salted SCRAM credentials and the logs name principals:
+        # nothing of the broker's home is readable by other local users
+        for directory in (self.home, self.logs_dir, self.data_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+            directory.chmod(0o700)
         values: dict[str, Any] = {"port": self.port, "controller_port": self.controller_port,
                                   "data_dir": self.data_dir}
         if self.secure:
@@ -371,12 +375,19 @@ class LocalKafka:
             id_file.write_text(cluster_id() + "\n")
         cluster = id_file.read_text().strip()
         self.progress(f"formatting Kafka storage in {self.data_dir} (cluster {cluster}) ...")
-        users = scram.format_arguments(self.secure_dir) if self.secure else []
-        done = subprocess.run(
-            [*self._jvm(java, 256), "kafka.tools.StorageTool", "format",
-             "-t", cluster, "-c", str(self.props_file), *users],
-            capture_output=True, text=True, check=False,
-        )
+        tool = ["kafka.tools.StorageTool", "format", "-t", cluster, "-c", str(self.props_file)]
+        if self.secure:
+            # `--add-scram` carries the broker's and admin's passwords: they go in a Java argument
+            # file (mode 0600, removed after), so that no process's argv holds them
+            argfile = self.secure_dir / "storage-format.args"
+            pki.private(argfile, java_argfile([*tool, *scram.format_arguments(self.secure_dir)]))
+            tool = [f"@{argfile}"]
+        try:
+            done = subprocess.run([*self._jvm(java, 256), *tool], capture_output=True, text=True,
+                                  check=False)
+        finally:
+            if self.secure:
+                (self.secure_dir / "storage-format.args").unlink(missing_ok=True)
         if done.returncode != 0:
             lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
             reason = lines[-1] if lines else f"exit {done.returncode}"

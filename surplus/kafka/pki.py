@@ -7,6 +7,7 @@ the Kafka principal `name`. For tests and local runs only: never a production CA
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 from surplus.errors import UserError
 
 CERT_DAYS = 825
+STORE_PASSWORD_ENV = "SURPLUS_KEYSTORE_PASSWORD"  # noqa: S105 (a variable name: how openssl and keytool get it, never argv)
 
 
 def private(path: Path, text: str) -> None:
@@ -26,9 +28,14 @@ def private(path: Path, text: str) -> None:
     path.write_text(text)
 
 
-def run(argv: list[str], what: str) -> None:
-    """Run a tool; UserError with its last output line if it fails."""
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+def run(argv: list[str], what: str, secret_env: dict[str, str] | None = None) -> None:
+    """Run a tool; UserError with its last output line if it fails.
+
+    Secrets never go in `argv` (any local user can read /proc/<pid>/cmdline): they are passed in
+    `secret_env`, which the tool reads by name (`openssl -passout env:NAME`, `keytool
+    -storepass:env NAME`); a process's environment is readable by its owner only."""
+    env = {**os.environ, **secret_env} if secret_env else None
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
         raise UserError(f"could not {what}: {lines[-1] if lines else f'exit {done.returncode}'}")
@@ -53,12 +60,12 @@ def ensure_pki(d: Path, store_password: str, java: str, progress: Callable[[str]
     issue_cert(d, "broker", server=True)
     run(["openssl", "pkcs12", "-export", "-in", str(d / "broker.pem"), "-inkey",
          str(d / "broker.key"), "-certfile", str(d / "ca.pem"), "-name", "broker",
-         "-out", str(d / "broker.p12"), "-passout", f"pass:{store_password}"],
-        "make the broker keystore")
+         "-out", str(d / "broker.p12"), "-passout", f"env:{STORE_PASSWORD_ENV}"],
+        "make the broker keystore", {STORE_PASSWORD_ENV: store_password})
     (d / "truststore.p12").unlink(missing_ok=True)
     run([keytool, "-importcert", "-noprompt", "-alias", "surplus-ca", "-file",
          str(d / "ca.pem"), "-keystore", str(d / "truststore.p12"), "-storetype", "PKCS12",
-         "-storepass", store_password], "make the truststore")
+         "-storepass:env", STORE_PASSWORD_ENV], "make the truststore", {STORE_PASSWORD_ENV: store_password})
 
 
 def issue_cert(d: Path, name: str, *, server: bool = False) -> tuple[Path, Path]:

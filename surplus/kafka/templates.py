@@ -63,3 +63,14 @@ def java_client_properties(user: str, password: str, secure_dir: Path) -> str:
         "ssl.truststore.type=PEM\n"
         f"ssl.truststore.location={secure_dir}/ca.pem\n"
     )
+
+
+def java_argfile(args: list[str]) -> str:
+    """A Java launcher argument file (`java @file`) holding `args`, one quoted argument a line.
+
+    Inside double quotes the launcher reads a doubled backslash as one backslash and a
+    backslash-quote as a quote (JDK `java` command, "java Command-Line Argument Files")."""
+    def quoted(arg: str) -> str:
+        return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    return "".join(quoted(a) + "\n" for a in args)
