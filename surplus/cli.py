@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "kafka": ("surplus.kafka.cli:kafka", "The local Apache Kafka broker (KRaft) for machines without a cluster."),
     "ledger": ("streams.ledger_cli:ledger", "The accounting ledger: reconcile entries with raw job totals."),
     "report": ("surplus.report:report", "National, hub and DC surplus, green share and top tenants."),
+    "store": ("surplus.chserver.cli:store", "The embedded store served over ClickHouse's HTTP interface."),
     "streams": ("streams.cli:streams", "Stream workers: validate, normalise and aggregate into ClickHouse."),
 }
 

@@ -1,0 +1,182 @@
+"""`surplus store serve`: own the embedded chDB store and serve it over ClickHouse's HTTP interface (wiring).
+
+Beside the store `<path>` the server keeps `<path>.serve/`: `lock` (held while serving, so a
+second server on the same store says where the first one is), `state.json` (pid and URLs),
+`writer-password` (when generated) and `engine/` (the users config the engine starts with).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+from typing import IO
+
+import click
+
+from surplus.errors import UserError
+from surplus.paths import REPO, default_clickhouse_url
+from surplus.store import MIGRATIONS_DIR, parse_url
+
+DEFAULT_USERS_DIR = REPO / "deploy" / "clickhouse" / "users.d"
+_CREATE = re.compile(r"CREATE\s+(?:OR\s+REPLACE\s+)?(?:TABLE|VIEW|MATERIALIZED\s+VIEW|DICTIONARY)\s+"
+                     r"(?:IF\s+NOT\s+EXISTS\s+)?\{db\}\.`?(\w+)", re.IGNORECASE)
+
+
+def declared_relations() -> set[str]:
+    """Every relation the migrations create (so policies cover what a migration adds later)."""
+    return {m.group(1) for path in MIGRATIONS_DIR.glob("*.sql")
+            for m in _CREATE.finditer(path.read_text(encoding="utf-8"))}
+
+
+def store_path(url: str | None) -> tuple[Path, str]:
+    """(store directory, database) from --url / CLICKHOUSE_URL (an http:// one means the default)."""
+    url = url or os.environ.get("CLICKHOUSE_URL") or ""
+    if not url.startswith("chdb://"):
+        url = default_clickhouse_url()
+    target = parse_url(url)
+    return Path(os.path.realpath(target.dsn[len("chdb://"):])), target.database
+
+
+def served_already(state_dir: Path) -> str | None:
+    """The line to print when another process serves this store, else None (lock is free)."""
+    try:
+        state = json.loads((state_dir / "state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        state = {}
+    url = state.get("url", "(its URL is not recorded)")
+    store = state.get("store", str(state_dir)[: -len(".serve")])
+    return f"the store {store} is served already at {url} (pid {state.get('pid', '?')})"
+
+
+def _lock(state_dir: Path) -> IO[str] | None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(state_dir / "lock", "a+")  # noqa: SIM115 - held for the server's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+@click.group()
+def store() -> None:
+    """The embedded store, served to every process and client at once."""
+
+
+@store.command("serve")
+@click.option("--url", default=None,
+              help="chdb:///path[?database=cpn] of the store  [default: CLICKHOUSE_URL's when it "
+                   "is chdb://, else chDB under var/chdb]")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", default=8123, show_default=True, type=click.IntRange(0, 65535),
+              help="port of the HTTP interface (0: any free one)")
+@click.option("--users-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_USERS_DIR,
+              envvar="SURPLUS_STORE_USERS_DIR", show_default=True,
+              help="ClickHouse users.d of the analysts (*.xml; passwords from their from_env)")
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 64),
+              help="engine connections for the writer's requests, and as many for the analysts'")
+@click.option("--no-migrate", is_flag=True, help="do not apply pending migrations at start")
+def serve(url: str | None, host: str, port: int, users_dir: Path, threads: int, no_migrate: bool) -> None:
+    """Own the chDB store and answer ClickHouse's HTTP interface until SIGTERM (SPEC §9).
+
+    Users: `surplus` (the workers' writer; SURPLUS_WRITER_PASSWORD or generated), `analyst`
+    (read-only; SURPLUS_ANALYST_PASSWORD, none when unset) and provincial analysts of
+    --users-dir. Prints the writer's URL, http://surplus:<password>@<host>:<port>/<db>, last.
+    """
+    path, database = store_path(url)
+    state_dir = path.with_name(path.name + ".serve")
+    lock = _lock(state_dir)
+    if lock is None:
+        click.echo(served_already(state_dir))
+        return
+    try:
+        asyncio.run(_serve(path, database, state_dir, host, port, users_dir, threads, not no_migrate))
+    finally:
+        with contextlib.suppress(OSError):
+            (state_dir / "state.json").unlink()
+        lock.close()
+
+
+async def _serve(path: Path, database: str, state_dir: Path, host: str, port: int, users_dir: Path,
+                 threads: int, migrate: bool) -> None:
+    from aiohttp import web
+
+    from surplus.chserver.access import ANALYST, WRITER, engine_config, load_users
+    from surplus.chserver.app import Server
+    from surplus.chserver.engine import Engine, relations
+
+    logging.basicConfig(level=os.environ.get("SURPLUS_LOG_LEVEL", "WARNING").upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    path.mkdir(parents=True, exist_ok=True)
+    users, profiles = load_users(users_dir, database, state_dir)
+    loop = asyncio.get_running_loop()
+    try:
+        existing = await loop.run_in_executor(None, relations, path, database)
+    except Exception as exc:
+        raise UserError(_engine_failure(path, exc)) from None
+    config = engine_config(state_dir / "engine", database, users.values(), profiles,
+                           existing | declared_relations())
+    engine = Engine(path, config)
+    try:
+        await loop.run_in_executor(None, engine.open)
+    except Exception as exc:
+        raise UserError(_engine_failure(path, exc)) from None
+    try:
+        if migrate:
+            for name in await loop.run_in_executor(None, _migrate, path, database):
+                click.echo(f"applied {name}")
+        server = Server(engine, users, database, writer_threads=threads, reader_threads=threads)
+        runner = web.AppRunner(server.application(), access_log=None, handle_signals=False,
+                               shutdown_timeout=60)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        bound = runner.addresses[0][1] if runner.addresses else port
+        writer_url = f"http://{WRITER}:{users[WRITER].password}@{host}:{bound}/{database}"
+        (state_dir / "state.json").write_text(json.dumps({
+            "pid": os.getpid(), "store": str(path), "host": host, "port": bound, "database": database,
+            "url": writer_url}), encoding="utf-8")
+        os.chmod(state_dir / "state.json", 0o600)
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        others = sorted(n for n in users if n not in (WRITER,))
+        click.echo(f"serving the store {path} (database {database}) over ClickHouse's HTTP interface")
+        click.echo(f"analysts: {', '.join(others) if others else 'none'}"
+                   + ("" if ANALYST in users else " (set SURPLUS_ANALYST_PASSWORD for `analyst`)"))
+        click.echo(writer_url)
+        sys.stdout.flush()
+        await stop.wait()
+        click.echo("stopping: finishing the requests under way", err=True)
+        await runner.cleanup()  # stops listening, waits for the requests under way
+    finally:
+        await loop.run_in_executor(None, engine.close)
+    click.echo("stopped", err=True)
+
+
+def _migrate(path: Path, database: str) -> list[str]:
+    from surplus.store import connect, migrate
+
+    client, target = connect(f"chdb://{path}?database={database}")
+    return migrate(client, target.database)
+
+
+def _engine_failure(path: Path, exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "lock" in text.lower():
+        return (f"the store {path} is open in another process (a worker or demo on chdb://?); "
+                "stop it first, then serve the store and point that process at the served URL")
+    return f"cannot open the store {path}: {text[:300]}"
