@@ -4,8 +4,9 @@ Baseline: a confluent-kafka batch consumer + json.loads + a chDB insert of the s
 a table of the same stored columns (no validation). Worker: the real faust app with the batch
 consumer and the real handler (decode, normalise, dead letters, ledger, sink). Both read the same
 events from the same local broker
-and write to the same chDB engine (different databases). Prints events/s for each and the ratio
-worker / baseline (goal: 0.5 or better). Machines are noisy: compare the ratio, not the rates.
+and write to the same chDB engine (different databases); then the worker again on the same events,
+writing through `surplus store serve` (clickhouse-connect http://). Prints events/s for each and
+the ratios worker / baseline (goal for in-process: 0.5 or better). Machines are noisy: compare the ratio, not the rates.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -139,6 +143,21 @@ def worker(bootstrap: str, prefix: str, n: int, client: object, url: str, data_d
     return handler.metrics.events_in / (marks["last"] - marks["first"])
 
 
+def served_store(path: Path, database: str) -> tuple[subprocess.Popen[str], str]:
+    """`surplus store serve` on its own store and a free port: (process, writer URL)."""
+    from surplus.localkafka import free_port
+
+    proc = subprocess.Popen([sys.executable, "-m", "surplus.cli", "store", "serve", "--url",
+                             f"chdb://{path}?database={database}", "--port", str(free_port())],
+                            stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "SURPLUS_WRITER_PASSWORD": uuid.uuid4().hex})
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("http://"):
+            return proc, line.strip()
+    raise SystemExit(f"store serve exited with {proc.wait()}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
@@ -170,10 +189,19 @@ def main() -> int:
         migrate(client, target.database)
         base = baseline(bootstrap, prefix + "capacity", args.events, client, "bench_base")
         work = worker(bootstrap, prefix, args.events, client, url, tmp / "faust")
-        print(f"{'path':<48}{'events/s':>12}")
-        print(f"{'baseline: confluent-kafka + json + chDB insert':<48}{base:>12,.0f}")
-        print(f"{'worker: faust batch consumer + decode + sink':<48}{work:>12,.0f}")
-        print(f"ratio worker/baseline: {work / base:.2f} (goal >= 0.50)")
+        server, served_url = served_store(tmp / "served", "bench_worker")
+        try:
+            http_client, _ = connect(served_url)
+            served = worker(bootstrap, prefix, args.events, http_client, served_url, tmp / "faust-served")
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(120)
+        print(f"{'path':<56}{'events/s':>12}")
+        print(f"{'baseline: confluent-kafka + json + chDB insert':<56}{base:>12,.0f}")
+        print(f"{'worker: faust + decode + sink, chDB in-process':<56}{work:>12,.0f}")
+        print(f"{'worker: faust + decode + sink, via surplus store serve':<56}{served:>12,.0f}")
+        print(f"ratio worker/baseline, in-process: {work / base:.2f} (goal >= 0.50)")
+        print(f"ratio worker/baseline, served store over HTTP: {served / base:.2f}")
     finally:
         if broker is not None:
             broker.down()

@@ -225,6 +225,60 @@ def wait_members(bootstrap: str, group: str, n: int, workers: list[Worker], time
     raise AssertionError(f"the group did not reach {n} members with partitions")
 
 
+def test_two_workers_on_one_served_store_are_exact_under_a_sigkill(setup: dict[str, Any]) -> None:
+    """Scaling out: two workers in one group split the partitions and write into one store served
+    by `surplus store serve`; one is SIGKILLed mid-stream, the other takes its partitions over;
+    every relation of that one store matches the oracle (duplicates and shuffling included)."""
+    from tests.served import serve
+
+    s = setup
+    fleet = oracle.generate(seed=5)
+    served = serve(s["tmp"] / "served", log=s["tmp"] / "serve.log")
+    try:
+        small_batches = {"SURPLUS_BATCH_MAX_EVENTS": "300", "SURPLUS_BATCH_MAX_WAIT_MS": "50"}
+        workers = [Worker(s["bootstrap"], s["prefix"], s["group"], served.url, s["tmp"] / f"w{i}.log",
+                          SURPLUS_PRICE_BOOK=s["book"], **small_batches).start() for i in range(2)]
+        try:
+            wait_members(s["bootstrap"], s["group"], 2, workers)
+            publish(s["bootstrap"], s["prefix"], fleet.messages)
+            wait_progress(s["bootstrap"], s["prefix"], s["group"], 0, workers[1])
+            workers[1].kill()  # mid-stream: its uncommitted batches are replayed by the other
+            committed, end = offsets(s["bootstrap"], s["prefix"], s["group"])
+            assert committed < end, "the kill should land while there was work left"
+            wait_caught_up(s["bootstrap"], s["prefix"], s["group"], workers[0])
+        finally:
+            for w in workers:
+                w.stop()
+        both = query(served.url, {"by": "SELECT count(DISTINCT worker) AS n FROM {db}.pipeline_metrics"})
+        assert int(both["by"][0]["n"]) == 2, "both workers wrote into the one store"
+        check_all(query(served.url, RELATIONS), fleet)
+        done = reconcile(served.url)
+        assert done.returncode == 0 and "0 differences" in done.stdout, done.stdout + done.stderr
+    finally:
+        assert served.stop() == 0
+
+
+def wait_members(bootstrap: str, group: str, n: int, workers: list[Worker], timeout_s: float = 90) -> None:
+    """Until the group is stable with `n` members that all hold partitions."""
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert all(w.alive() for w in workers), "\n".join(w.tail() for w in workers)
+        try:
+            group_info = admin.describe_consumer_groups([group])[group].result(timeout=10)
+        except Exception:
+            group_info = None
+        if (group_info is not None and group_info.state == ConsumerGroupState.STABLE
+                and len(group_info.members) == n
+                and all(m.assignment and m.assignment.topic_partitions for m in group_info.members)):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the group did not reach {n} members with partitions")
+
+
 def test_two_workers_share_the_partitions_and_lose_nothing(setup: dict[str, Any]) -> None:
     """Scaling out: two workers in one group split the partitions. (chDB is one process per store,
     so each worker writes its own here; with a ClickHouse server they share one.)"""

@@ -2,7 +2,8 @@
 // ClickHouse plugin) and prints what came back as JSON, for tests/integration/test_store_clients.py.
 //
 // Usage: panels -addr host:port -user U -password P -database cpn < queries.json
-// queries.json: [{"name": "...", "sql": "..."}]; output: [{"name", "columns", "rows", "error"}],
+// queries.json: [{"name": "...", "sql": "..."}]; output: [{"name", "columns", "types", "rows",
+// "error"}],
 // every value as its string form.
 package main
 
@@ -26,12 +27,13 @@ type query struct {
 type result struct {
 	Name    string     `json:"name"`
 	Columns []string   `json:"columns"`
+	Types   []string   `json:"types"`
 	Rows    [][]string `json:"rows"`
 	Error   string     `json:"error,omitempty"`
 }
 
 func run(db *sql.DB, q query) result {
-	out := result{Name: q.Name, Columns: []string{}, Rows: [][]string{}}
+	out := result{Name: q.Name, Columns: []string{}, Types: []string{}, Rows: [][]string{}}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	rows, err := db.QueryContext(ctx, q.SQL)
@@ -46,6 +48,14 @@ func run(db *sql.DB, q query) result {
 		return out
 	}
 	out.Columns = cols
+	types, err := rows.ColumnTypes()
+	if err != nil {
+		out.Error = err.Error()
+		return out
+	}
+	for _, t := range types {
+		out.Types = append(out.Types, t.DatabaseTypeName())
+	}
 	for rows.Next() {
 		values := make([]any, len(cols))
 		ptrs := make([]any, len(cols))
@@ -93,10 +103,10 @@ func main() {
 		os.Exit(2)
 	}
 	db := clickhouse.OpenDB(&clickhouse.Options{
-		Addr:     []string{*addr},
-		Protocol: clickhouse.HTTP,
-		Auth:     clickhouse.Auth{Database: *database, Username: *user, Password: *password},
-		Settings: clickhouse.Settings{"max_execution_time": 60},
+		Addr:        []string{*addr},
+		Protocol:    clickhouse.HTTP,
+		Auth:        clickhouse.Auth{Database: *database, Username: *user, Password: *password},
+		Settings:    clickhouse.Settings{"max_execution_time": 60},
 		DialTimeout: 10 * time.Second,
 	})
 	defer db.Close()
