@@ -27,6 +27,7 @@ import click
 
 from surplus.errors import UserError
 from surplus.paths import REPO, var_dir
+from surplus.store import redact
 
 GROUP = "surplus-demo"
 
@@ -111,7 +112,22 @@ def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         handle.close()
 
 
-def _stop(proc: subprocess.Popen[bytes] | None, timeout_s: float = 30) -> None:
+def _serve_store(url: str, log: Path, port: int) -> tuple[subprocess.Popen[str], str]:
+    """`surplus store serve` on the demo's store: (process, the writer's URL it prints last)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CLICKHOUSE_URL", "SURPLUS_TOPIC_PREFIX")}
+    with open(log, "ab") as handle:
+        proc = subprocess.Popen([sys.executable, "-m", "surplus.cli", "store", "serve", "--url", url,
+                                 "--port", str(port)], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                stderr=handle, text=True, start_new_session=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("http://"):
+            return proc, line.strip()
+    proc.wait()
+    raise UserError(f"surplus store serve exited ({proc.returncode}); see {log}")
+
+
+def _stop(proc: subprocess.Popen[Any] | None, timeout_s: float = 30) -> None:
     """SIGTERM, then SIGKILL after the deadline (a stuck worker can ignore SIGTERM)."""
     if proc is None or proc.poll() is not None:
         return
@@ -165,9 +181,11 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
-    url = clickhouse_url or f"chdb://{workdir / 'chdb'}"
+    store = clickhouse_url or f"chdb://{workdir / 'chdb'}"
+    url = store
     broker: LocalKafka | None = None
     worker: subprocess.Popen[bytes] | None = None
+    server: subprocess.Popen[str] | None = None
     fleet: Any = None
     watcher: Any = None
     try:
@@ -181,6 +199,9 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
             kafka = from_env(bootstrap=bootstrap)
         ensure_topics(kafka, [prefix + t for t in ("registry", "capacity", "power", "jobs", "heartbeat",
                                                      "deadletter")])
+        if store.startswith("chdb://"):  # served, so the worker, the report and analysts share it
+            console.print(f"serving the store over ClickHouse's HTTP interface (log: {workdir / 'store.log'}) ...")
+            server, url = _serve_store(store, workdir / "store.log", free_port())
         env = {**os.environ, **kafka.env(), "CLICKHOUSE_URL": url, "SURPLUS_TOPIC_PREFIX": prefix,
                "SURPLUS_GROUP_ID": GROUP, "SURPLUS_SESSION_TIMEOUT_S": "6", "SURPLUS_METRICS_INTERVAL_S": "5",
                "SURPLUS_DATA_DIR": str(workdir / "faust"), "SURPLUS_PARTITIONS": str(PARTITIONS)}
@@ -261,24 +282,41 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
         report = build_report(client, target.database)
         report["demo"] = {"published": progress.published, "processed": progress.processed,
                           "dead_letters": progress.dead, "dark_dc": progress.dark_dc, "dcs": dcs,
-                          "speed": speed, "store": url, "prefix": prefix}
+                          "speed": speed, "store": store, "served": redact(url) if server else None,
+                          "prefix": prefix}
         if not quiet:
             render_report(report, console)
-            console.print(
-                f"\nThe data is in [bold]{url}[/] (database {target.database}); the next run starts afresh.\n"
-                f"Report on it again: .venv/bin/surplus report --url '{url}'\n"
-                f"Query it in SQL through clickhouse-connect (dsn '{url.split('?')[0]}'), e.g.\n"
-                f"  SELECT * FROM {target.database}.national_surplus_minute ORDER BY ts DESC LIMIT 5")
+            console.print(_afterwards(store, target.database, served=server is not None))
         return report
     finally:
         if watcher is not None:
             watcher.close()
         _stop(worker)
+        _stop(server, timeout_s=60)
         if fleet is not None:
             with contextlib.suppress(Exception):  # already closed, or the broker is gone
                 fleet.close(timeout_s=5)
         if broker is not None:
             broker.down()
+
+
+def _afterwards(store: str, database: str, *, served: bool) -> str:
+    """What to do with the store after the demo: keep it served, connect Grafana and analysts."""
+    if not served:
+        return (f"\nThe data is in [bold]{redact(store)}[/] (database {database}).\n"
+                f"Report on it again: .venv/bin/surplus report --url '{redact(store)}'")
+    return (
+        f"\nThe data is in [bold]{store}[/] (database {database}); the next demo run starts afresh.\n"
+        "Keep the store served (workers, reports, Grafana and analysts all at once):\n"
+        f"  SURPLUS_ANALYST_PASSWORD=<choose one> .venv/bin/surplus store serve --url '{store}'\n"
+        "  (it listens on 127.0.0.1:8123 and prints the writer's URL for workers last)\n"
+        "Grafana's ClickHouse datasource: protocol HTTP, server 127.0.0.1, port 8123, user analyst,\n"
+        f"  the password you chose, default database {database}.\n"
+        f"An analyst's client (clickhouse-connect, DBeaver/JDBC jdbc:clickhouse://127.0.0.1:8123/{database}):\n"
+        f"  http://analyst:<password>@127.0.0.1:8123/{database}\n"
+        f"  e.g. SELECT * FROM {database}.national_surplus_minute ORDER BY ts DESC LIMIT 5\n"
+        f"Report through it: CLICKHOUSE_URL=http://analyst:<password>@127.0.0.1:8123/{database} "
+        ".venv/bin/surplus report")
 
 
 @click.command()
@@ -293,8 +331,9 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
 def demo(dcs: int, minutes: float, speed: float, seed: int, workdir: Path | None, as_json: bool) -> None:
     """The national network on one machine.
 
-    Starts the local Kafka broker (or uses KAFKA_BOOTSTRAP), a stream worker writing to chDB
-    under var/demo/chdb (or CLICKHOUSE_URL), and simulated agents for a national fleet: the 8 hubs
+    Starts the local Kafka broker (or uses KAFKA_BOOTSTRAP), the chDB store under var/demo/chdb
+    served by `surplus store serve` (or CLICKHOUSE_URL's server), a stream worker writing through
+    it, and simulated agents for a national fleet: the 8 hubs
     and 10 clusters plus other DCs, mixed NVIDIA/Ascend/Hygon/Cambricon/CPU pools, diurnal load,
     jobs from several tenants, each DC's energy mix from its province, one DC that goes dark
     midway and a few bad messages. Shows live progress and ends with the national surplus report;

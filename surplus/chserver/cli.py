@@ -119,6 +119,8 @@ async def _serve(path: Path, database: str, state_dir: Path, host: str, port: in
     path.mkdir(parents=True, exist_ok=True)
     users, profiles = load_users(users_dir, database, state_dir)
     loop = asyncio.get_running_loop()
+    if migrate:  # before the engine opens here, so the policies cover every relation there is
+        await loop.run_in_executor(None, _migrate, path, database)
     try:
         existing = await loop.run_in_executor(None, relations, path, database)
     except Exception as exc:
@@ -131,9 +133,6 @@ async def _serve(path: Path, database: str, state_dir: Path, host: str, port: in
     except Exception as exc:
         raise UserError(_engine_failure(path, exc)) from None
     try:
-        if migrate:
-            for name in await loop.run_in_executor(None, _migrate, path, database):
-                click.echo(f"applied {name}")
         server = Server(engine, users, database, writer_threads=threads, reader_threads=threads)
         runner = web.AppRunner(server.application(), access_log=None, handle_signals=False,
                                shutdown_timeout=60)
@@ -167,11 +166,18 @@ async def _serve(path: Path, database: str, state_dir: Path, host: str, port: in
     click.echo("stopped", err=True)
 
 
-def _migrate(path: Path, database: str) -> list[str]:
-    from surplus.store import connect, migrate
+def _migrate(path: Path, database: str) -> None:
+    """`surplus db migrate` on the store, in a process of its own (the engine is not open here yet)."""
+    import subprocess
 
-    client, target = connect(f"chdb://{path}?database={database}")
-    return migrate(client, target.database)
+    done = subprocess.run([sys.executable, "-m", "surplus.cli", "db", "migrate", "--url",
+                           f"chdb://{path}?database={database}"], capture_output=True, text=True,
+                          check=False)
+    for line in done.stdout.splitlines():
+        if line.startswith("applied "):
+            click.echo(line)
+    if done.returncode != 0:
+        raise UserError(f"migrating the store failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
 
 
 def _engine_failure(path: Path, exc: Exception) -> str:
