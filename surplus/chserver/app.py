@@ -176,8 +176,13 @@ class Server:
             return web.Response(text="Ok.\n")
         try:
             user = self.authenticate(request, params)
-            return await self._answer(request, params, user, query_id)
         except protocol.ServerError as exc:
+            return self._error(exc, query_id)
+        try:
+            return await self._answer(request, params, user, query_id)
+        except protocol.ServerError as exc:  # the engine's user is `default`: name the real one
+            if exc.message.startswith("default: "):
+                exc = protocol.ServerError(exc.code, f"{user.name}: {exc.message[len('default: '):]}")
             return self._error(exc, query_id)
 
     async def _run(self, user: User, fn: Callable[..., T], *args: Any) -> T:

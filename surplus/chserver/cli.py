@@ -53,7 +53,8 @@ def served_already(state_dir: Path) -> str | None:
         state = {}
     url = state.get("url", "(its URL is not recorded)")
     store = state.get("store", str(state_dir)[: -len(".serve")])
-    return f"the store {store} is served already at {url} (pid {state.get('pid', '?')})"
+    starting = ", starting" if state.get("starting") else ""
+    return f"the store {store} is served already at {url} (pid {state.get('pid', '?')}{starting})"
 
 
 def _lock(state_dir: Path) -> IO[str] | None:
@@ -118,6 +119,7 @@ async def _serve(path: Path, database: str, state_dir: Path, host: str, port: in
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     path.mkdir(parents=True, exist_ok=True)
     users, profiles = load_users(users_dir, database, state_dir)
+    _state(state_dir, path, host, port, database, users[WRITER].password, starting=True)
     loop = asyncio.get_running_loop()
     if migrate:  # before the engine opens here, so the policies cover every relation there is
         await loop.run_in_executor(None, _migrate, path, database)
@@ -144,11 +146,7 @@ async def _serve(path: Path, database: str, state_dir: Path, host: str, port: in
             await runner.cleanup()
             raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         bound = runner.addresses[0][1] if runner.addresses else port
-        writer_url = f"http://{WRITER}:{users[WRITER].password}@{host}:{bound}/{database}"
-        (state_dir / "state.json").write_text(json.dumps({
-            "pid": os.getpid(), "store": str(path), "host": host, "port": bound, "database": database,
-            "url": writer_url}), encoding="utf-8")
-        os.chmod(state_dir / "state.json", 0o600)
+        writer_url = _state(state_dir, path, host, bound, database, users[WRITER].password)
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
@@ -164,6 +162,18 @@ async def _serve(path: Path, database: str, state_dir: Path, host: str, port: in
     finally:
         await loop.run_in_executor(None, engine.close)
     click.echo("stopped", err=True)
+
+
+def _state(state_dir: Path, path: Path, host: str, port: int, database: str, password: str, *,
+           starting: bool = False) -> str:
+    """Record pid and the writer's URL beside the store (mode 0600); return the URL."""
+    url = f"http://surplus:{password}@{host}:{port}/{database}"
+    state = state_dir / "state.json"
+    state.touch(mode=0o600)
+    state.write_text(json.dumps({"pid": os.getpid(), "store": str(path), "host": host, "port": port,
+                                 "database": database, "url": url, "starting": starting}),
+                     encoding="utf-8")
+    return url
 
 
 def _migrate(path: Path, database: str) -> None:

@@ -294,8 +294,9 @@ def test_a_slow_analyst_query_does_not_stall_the_writes(served: Served, loader: 
 
     def slow() -> None:
         analyst = served.client("analyst", send_receive_timeout=120)
-        analyst.query("SELECT count() FROM numbers(1000000000) WHERE sipHash64(number) % 7 = 3 "
-                      "SETTINGS max_threads = 1")
+        # CPU-bound for 8 s, then it stops and answers what it has (no timeout error)
+        analyst.query("SELECT count() FROM numbers(10000000000) WHERE sipHash64(number) % 7 = 3 "
+                      "SETTINGS max_threads = 1, max_execution_time = 8, timeout_overflow_mode = 'break'")
         finished["slow"] = time.perf_counter()
 
     thread = threading.Thread(target=slow)
