@@ -1,4 +1,4 @@
-"""`surplus kafka up|down|status`: the local broker's commands (wiring only; I/O in local.py)."""
+"""`surplus kafka up|down|status|sign-csr`: the local broker's commands (wiring only; I/O in local.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from surplus.errors import UserError
 from surplus.kafka.local import DEFAULT_HOME, DEFAULT_PORT, LocalKafka
 
 HOME_OPTION = click.option(
@@ -103,3 +104,22 @@ def status(home: Path) -> None:
         return
     click.echo(f"not running  home {state['home']}")
     sys.exit(3)
+
+
+@kafka.command("sign-csr")
+@HOME_OPTION
+@click.argument("csr", type=click.File("rb"))
+@click.option("--name", required=True, help="The DC id (Kafka principal) the certificate is for.")
+def sign_csr(home: Path, csr: Any, name: str) -> None:
+    """Sign a DC's own CSR with the secure local broker's test CA; print the certificate's path.
+
+    The subject must be exactly CN=<name> or O=<plain name>,CN=<name>: a second CN, a CN inside
+    another attribute, escaped characters, a multi-valued RDN or an empty CN is refused (exit 2),
+    so the certificate maps to that DC's principal and no other (deploy/kafka/acls.md).
+    """
+    from surplus.kafka import pki
+
+    broker = _broker(home)
+    if not (broker.secure_dir / "ca.pem").is_file():
+        raise UserError(f"no test CA in {broker.secure_dir}: run `surplus kafka up --secure` first")
+    click.echo(pki.sign_csr(broker.secure_dir, csr.read(), name))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -364,3 +365,121 @@ async def _consume_ours(bootstrap: str, topic: str, marker: bytes, count: int,
     finally:
         await consumer.stop()
     return found
+
+
+# -- mTLS principals from adversarial certificate subjects (issue #21) ------------------------------
+# openssl -subj order is the reverse of RFC 2253's, which is what Kafka's mapping rules see:
+# "/O=x/CN=a" is "CN=a,O=x". Each subject below tries to become the victim DC's principal.
+VICTIM = "gz-guian-01"
+ADVERSARIAL = {
+    "two CNs": f"/CN={VICTIM}/O=surplus-local/CN=attacker-dc",
+    "escaped comma": f"/OU=x\\,CN={VICTIM}/CN=attacker-dc",
+    "CN inside OU": f"/OU=CN={VICTIM}/CN=attacker-dc",
+    "multi-valued RDN": f"/CN=attacker-dc+CN={VICTIM}",
+    "empty CN": "/O=surplus-local/CN=",
+    "only O": f"/O={VICTIM}",
+    "upper case": f"/CN={VICTIM.upper()}",
+}
+
+
+def _signed_by_careless_ca(secure: LocalKafka, label: str, subject: str) -> tuple[Path, Path]:
+    """A client certificate with `subject`, signed by the test CA without any check (as a
+    careless CA would sign a CSR that the DC wrote itself)."""
+    d = secure.secure_dir
+    stem = "adv-" + re.sub(r"[^a-z]+", "-", label)
+    key, csr, cert, ext = (d / f"{stem}.key", d / f"{stem}.csr", d / f"{stem}.pem", d / f"{stem}.ext")
+    ext.write_text("extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n")
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", subject, "-multivalue-rdn"],
+                   check=True, capture_output=True)
+    subprocess.run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(d / "ca.pem"), "-CAkey",
+                    str(d / "ca.key"), "-CAcreateserial", "-out", str(cert), "-days", "2", "-extfile", str(ext)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+PRODUCE_AS = r"""
+import json, sys, time
+from confluent_kafka import Producer
+config, topic, key = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+delivered = []
+producer = Producer(config)
+producer.produce(topic, b"x", key=key.encode(), on_delivery=lambda err, _m: delivered.append(err is None))
+deadline = time.monotonic() + 15
+while not delivered and time.monotonic() < deadline:
+    producer.poll(0.2)
+print("written" if delivered == [True] else "refused")
+"""
+
+
+def _produce_as(secure: LocalKafka, cert: Path, key: Path, topic: str) -> str | None:
+    """None when the record was written, else the error the client met (a client process of its own)."""
+    config = {"bootstrap.servers": f"127.0.0.1:{secure.mtls_port}", "security.protocol": "SSL",
+              "ssl.ca.location": str(secure.secure_dir / "ca.pem"), "ssl.certificate.location": str(cert),
+              "ssl.key.location": str(key), "message.timeout.ms": 8000}
+    done = subprocess.run([sys.executable, "-c", PRODUCE_AS, json.dumps(config), topic, VICTIM],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr[-1000:]
+    outcome = done.stdout.strip().splitlines()[-1]
+    return None if outcome == "written" else outcome
+
+
+@pytest.fixture(scope="module")
+def victim_topic(secure: LocalKafka) -> str:
+    """A topic only the victim DC's principal may write (an ACL like acls.md's)."""
+    from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, ResourcePatternType, ResourceType
+
+    topic = f"victim-{uuid.uuid4().hex[:6]}"
+    secure.create_topics([topic], partitions=1)
+    binding = AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, f"User:{VICTIM}", "*",
+                         AclOperation.WRITE, AclPermissionType.ALLOW)
+    admin = secure.admin()  # kept alive until the futures resolve
+    for future in admin.create_acls([binding]).values():
+        future.result(timeout=30)
+    return topic
+
+
+def test_the_victims_own_certificate_writes(secure: LocalKafka, victim_topic: str) -> None:
+    cert, key = secure.issue_client_cert(VICTIM)
+    deadline = time.monotonic() + 30  # ACLs propagate to the authorizer asynchronously
+    while (error := _produce_as(secure, cert, key, victim_topic)) is not None and time.monotonic() < deadline:
+        time.sleep(1)
+    assert error is None, error
+
+
+@pytest.mark.parametrize("label", sorted(ADVERSARIAL))
+def test_an_adversarial_subject_never_becomes_another_dcs_principal(
+    secure: LocalKafka, victim_topic: str, label: str
+) -> None:
+    cert, key = _signed_by_careless_ca(secure, label, ADVERSARIAL[label])
+    error = _produce_as(secure, cert, key, victim_topic)
+    assert error is not None, f"a certificate with subject {ADVERSARIAL[label]!r} wrote as User:{VICTIM}"
+
+
+@pytest.mark.parametrize("label", sorted(ADVERSARIAL))
+def test_sign_csr_refuses_adversarial_subjects(secure: LocalKafka, label: str, tmp_path: Path) -> None:
+    key, csr = tmp_path / "k.pem", tmp_path / "r.csr"
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", ADVERSARIAL[label], "-multivalue-rdn"],
+                   check=True, capture_output=True)
+    done = subprocess.run([sys.executable, "-m", "surplus.cli", "kafka", "sign-csr", str(csr), "--name", VICTIM,
+                           "--home", str(secure.home)], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2, done
+    assert len(done.stderr.strip().splitlines()) == 1 and "refused" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_sign_csr_signs_a_plain_subject_for_its_own_dc(secure: LocalKafka, tmp_path: Path) -> None:
+    key, csr = tmp_path / "k.pem", tmp_path / "r.csr"
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", f"/O=Guian DC/CN={VICTIM}"],
+                   check=True, capture_output=True)
+    done = subprocess.run([sys.executable, "-m", "surplus.cli", "kafka", "sign-csr", str(csr), "--name", VICTIM,
+                           "--home", str(secure.home)], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    cert = Path(done.stdout.strip().splitlines()[-1])
+    assert cert.is_file()
+    wrong = subprocess.run([sys.executable, "-m", "surplus.cli", "kafka", "sign-csr", str(csr), "--name",
+                            "bj-01", "--home", str(secure.home)], capture_output=True, text=True, timeout=60,
+                           check=False)
+    assert wrong.returncode == 2 and "not the DC" in wrong.stderr
