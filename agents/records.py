@@ -12,8 +12,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
+from schemas import registry
 from schemas.events import Registration, Strict, make_event
-from schemas.topics import TOPIC_OF_TYPE
 
 if TYPE_CHECKING:
     from agents.settings import DataCenter
@@ -21,20 +21,14 @@ if TYPE_CHECKING:
 CloudEvent = dict[str, Any]
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
-# kind codes stored in the spool (one byte); JOB is the metering the spool never drops
-REGISTRY, CAPACITY, POWER, JOB, HEARTBEAT = 0, 1, 2, 3, 4
-KIND_OF_TYPE: Final = {
-    "cpn.dc.v1": REGISTRY,
-    "cpn.capacity.v1": CAPACITY,
-    "cpn.power.v1": POWER,
-    "cpn.job.v1": JOB,
-    "cpn.heartbeat.v1": HEARTBEAT,
-}
-TYPE_OF_KIND: Final = {kind: t for t, kind in KIND_OF_TYPE.items()}
-TOPIC_OF_KIND: Final = {kind: TOPIC_OF_TYPE[t] for t, kind in KIND_OF_TYPE.items()}
-KIND_NAMES: Final = {kind: TOPIC_OF_KIND[kind] for kind in TYPE_OF_KIND}
-SHORT: Final = {"cpn.dc.v1": "reg", "cpn.capacity.v1": "cap", "cpn.power.v1": "pwr",
-                "cpn.job.v1": "job", "cpn.heartbeat.v1": "hb"}
+# kind codes stored in the spool (one byte each), id prefixes and topics: the registry's maps
+# (schemas/registry.py), live: a type registered later is in them too
+KIND_OF_TYPE: Final = registry.KIND_OF_TYPE
+TYPE_OF_KIND: Final = registry.TYPE_OF_KIND
+TOPIC_OF_KIND: Final = registry.TOPIC_OF_KIND  # kind -> short topic name
+KIND_NAMES: Final = registry.TOPIC_OF_KIND  # what the spool's counts call a kind
+SHORT: Final = registry.SHORT
+JOB: Final = KIND_OF_TYPE["cpn.job.v1"]  # job metering: the kind the spool never drops
 
 
 class Record(NamedTuple):

@@ -52,8 +52,11 @@ def preload(bootstrap: str, topic: str, n: int) -> None:
     producer.flush(120)
 
 
-STORED = ("dc_id", "pool_id", "event_id", "time", "interval_s", "device_model", "devices_total", "devices_online",
-          "devices_allocated", "busy_ratio", "peak_tflops_fp16", "peak_tflops_fp32", "peak_tflops_fp64", "received_at")
+def _stored() -> tuple[str, ...]:
+    """The columns the worker writes to capacity_samples (the registry's), so both write the same."""
+    from schemas.registry import CAPACITY_COLUMNS
+
+    return CAPACITY_COLUMNS
 
 
 def baseline(bootstrap: str, topic: str, n: int, client: object, database: str) -> float:
@@ -68,8 +71,11 @@ def baseline(bootstrap: str, topic: str, n: int, client: object, database: str) 
         f"CREATE TABLE {database}.capacity (dc_id LowCardinality(String), pool_id String, event_id String, "
         "time DateTime64(3, 'UTC'), interval_s UInt32, device_model LowCardinality(String), devices_total UInt32, "
         "devices_online UInt32, devices_allocated UInt32, busy_ratio Nullable(Float64), peak_tflops_fp16 Float64, "
-        "peak_tflops_fp32 Float64, peak_tflops_fp64 Float64, received_at DateTime64(3, 'UTC')) "
+        "peak_tflops_fp32 Float64, peak_tflops_fp64 Float64, idle_pflops_fp16 Float64, idle_pflops_fp32 Float64, "
+        "idle_pflops_fp64 Float64, online_pflops_fp16 Float64, online_pflops_fp32 Float64, "
+        "online_pflops_fp64 Float64, received_at DateTime64(3, 'UTC')) "
         "ENGINE = ReplacingMergeTree ORDER BY (dc_id, event_id)")
+    stored = _stored()
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"base-{uuid.uuid4().hex[:6]}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
     consumer.subscribe([topic])
@@ -89,10 +95,13 @@ def baseline(bootstrap: str, topic: str, n: int, client: object, database: str) 
             e = json.loads(m.value())
             d = e["data"]
             p16, p32, p64 = peaks[d["device_model"]]
+            online = d["devices_online"]
+            idle = online - d["devices_allocated"]
             rows.append((d["dc_id"], d["pool_id"], e["id"], datetime.fromisoformat(e["time"]), d["interval_s"],
-                         d["device_model"], d["devices_total"], d["devices_online"], d["devices_allocated"],
-                         d.get("busy_ratio"), p16, p32, p64, now))
-        client.insert(f"{database}.capacity", rows, column_names=list(STORED))  # type: ignore[attr-defined]
+                         d["device_model"], d["devices_total"], online, d["devices_allocated"],
+                         d.get("busy_ratio"), p16, p32, p64, idle * p16 / 1000, idle * p32 / 1000, idle * p64 / 1000,
+                         online * p16 / 1000, online * p32 / 1000, online * p64 / 1000, now))
+        client.insert(f"{database}.capacity", rows, column_names=list(stored))  # type: ignore[attr-defined]
         consumer.commit(asynchronous=False)
         seen += len(msgs)
     consumer.close()

@@ -15,10 +15,9 @@ from typing import Final
 
 from pydantic import ValidationError
 
+from schemas import registry
 from schemas.catalogue import Catalogue, load_catalogue
 from schemas.events import (
-    EVENT,
-    EVENT_TYPES,
     MAX_DEVICES,
     CapacityEvent,
     Event,
@@ -59,7 +58,7 @@ def decode(
         # fast path: pydantic's own JSON parser validates in one pass; anything it refuses takes
         # the slow path below, which names the reason in the contract's order
         try:
-            fast: Event = EVENT.validate_json(raw)
+            fast: Event = registry.adapter().validate_json(raw)
         except (ValidationError, ValueError, RecursionError):
             pass
         else:
@@ -72,7 +71,7 @@ def decode(
         if why is not None:
             return Reject(Reason.BAD_SIGNATURE, why)
     event_type = obj.get("type")
-    model = EVENT_TYPES.get(event_type) if isinstance(event_type, str) else None
+    model = registry.EVENT_TYPES.get(event_type) if isinstance(event_type, str) else None
     if model is None:
         return Reject(Reason.UNKNOWN_TYPE, f"type {_short(event_type)} is not a known event type")
     try:

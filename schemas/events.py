@@ -1,4 +1,6 @@
-"""CloudEvents 1.0 envelope and the five payload models (SPEC §3), one discriminated union. Pure.
+"""CloudEvents 1.0 envelope and the five payload models (SPEC §3). Pure.
+
+Which type goes to which topic and table is declared in schemas/registry.py, not here.
 
 Strict pydantic v2 models: unknown fields are rejected, numbers are not coerced from strings,
 times must be RFC 3339 strings with a zone, NaN and Infinity are refused. Units are in names.
@@ -15,7 +17,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    TypeAdapter,
     model_validator,
 )
 
@@ -217,22 +218,8 @@ Event = Annotated[
     RegistrationEvent | CapacityEvent | PowerEvent | JobEvent | HeartbeatEvent,
     Field(discriminator="type"),
 ]
-EVENT: TypeAdapter[Event] = TypeAdapter(Event)
-
-EVENT_TYPES: dict[str, type[_Envelope]] = {
-    "cpn.dc.v1": RegistrationEvent,
-    "cpn.capacity.v1": CapacityEvent,
-    "cpn.power.v1": PowerEvent,
-    "cpn.job.v1": JobEvent,
-    "cpn.heartbeat.v1": HeartbeatEvent,
-}
-PAYLOADS: dict[str, type[Strict]] = {
-    "cpn.dc.v1": Registration,
-    "cpn.capacity.v1": Capacity,
-    "cpn.power.v1": Power,
-    "cpn.job.v1": Job,
-    "cpn.heartbeat.v1": Heartbeat,
-}
+# the static union for type checkers; at run time every type, its topic and its table are
+# those of schemas/registry.py (which also builds the decoding union from the registered types)
 CONTENT_TYPE = "application/cloudevents+json"
 
 

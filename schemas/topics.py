@@ -1,29 +1,22 @@
-"""Kafka topic names (SPEC §3): a prefix (SURPLUS_TOPIC_PREFIX, default `cpn.`) plus a fixed name. Pure."""
+"""Kafka topic names (SPEC §3): a prefix (SURPLUS_TOPIC_PREFIX, default `cpn.`) plus a fixed name. Pure.
+
+The telemetry topics are those of the registered event types (schemas/registry.py), each once,
+in registration order; the dead-letter topic is the one topic no event type owns.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-DEFAULT_PREFIX = "cpn."
+from schemas import registry
 
-REGISTRY = "registry"
-CAPACITY = "capacity"
-POWER = "power"
-JOBS = "jobs"
-HEARTBEAT = "heartbeat"
+DEFAULT_PREFIX = "cpn."
 DEADLETTER = "deadletter"
 
-TELEMETRY = (REGISTRY, CAPACITY, POWER, JOBS, HEARTBEAT)
+# event type -> topic name (without prefix); the registry's map, updated when a type is added
+TOPIC_OF_TYPE = registry.TOPIC_OF_TYPE
+TELEMETRY = registry.topics()  # the built-in types' topics (Topics.telemetry follows the registry)
 ALL = (*TELEMETRY, DEADLETTER)
-
-# event type -> topic name (without prefix)
-TOPIC_OF_TYPE = {
-    "cpn.dc.v1": REGISTRY,
-    "cpn.capacity.v1": CAPACITY,
-    "cpn.power.v1": POWER,
-    "cpn.job.v1": JOBS,
-    "cpn.heartbeat.v1": HEARTBEAT,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +33,8 @@ class Topics:
 
     @property
     def telemetry(self) -> list[str]:
-        return [self.name(t) for t in TELEMETRY]
+        """Every registered type's topic, each once."""
+        return [self.name(t) for t in registry.topics()]
 
     @property
     def deadletter(self) -> str:

@@ -2,28 +2,24 @@
 
 The worker hands in raw records (bytes, positions) and `now`; decode and normalise run here;
 the result says what to write where. Nothing here awaits, reads the clock or logs payloads.
+Which table an accepted event goes to, and whether it passes the ledger first, is its type's
+entry in schemas/registry.py: a registered type is dispatched with no code here.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import ChainMap, Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from schemas import registry
 from schemas.catalogue import Catalogue
 from schemas.decode import MAX_BYTES, Verifier, decode
-from schemas.events import (
-    CapacityEvent,
-    HeartbeatEvent,
-    JobEvent,
-    PowerEvent,
-    RegistrationEvent,
-)
+from schemas.events import JobEvent
 from schemas.prices import PriceBook
 from schemas.reasons import Reason, Reject
-from streams import normalise
 from streams.ledger import LEDGER_COLUMNS, JobKey, JobState, apply, job_key
 
 PAYLOAD_KEEP_BYTES = 4096
@@ -34,25 +30,22 @@ PAYLOAD_KEEP_BYTES = 4096
 FORWARD_VALUE_BYTES = MAX_BYTES
 FORWARD_KEY_BYTES = 1024
 
-# tables in the order they are written: dead letters first, the ledger (which is also the
-# per-job state a restarted worker resumes from) last.
-TABLES = (
-    "dead_letters",
-    "registrations",
-    "capacity_samples",  # ClickHouse derives pool_minutes from these (migration 009)
-    "power_samples",
-    "heartbeats",
-    "job_events",
-    "ledger_entries",
+DEAD_LETTER_COLUMNS = ("received_at", "topic", "partition", "offset", "reason", "detail", "payload")
+# every table's column order (rows are tuples, every column is written): the raw tables of the
+# registry (a live view: registered types are in it), the dead letters and the ledger
+COLUMNS: Mapping[str, tuple[str, ...]] = ChainMap(
+    registry.COLUMNS, {"dead_letters": DEAD_LETTER_COLUMNS, "ledger_entries": LEDGER_COLUMNS}
 )
 
 
-DEAD_LETTER_COLUMNS = ("received_at", "topic", "partition", "offset", "reason", "detail", "payload")
-# every table's column order (rows are tuples) and how many leading columns are stored
-COLUMNS: dict[str, tuple[str, ...]] = {
-    **normalise.COLUMNS, "dead_letters": DEAD_LETTER_COLUMNS, "ledger_entries": LEDGER_COLUMNS,
-}
-STORED: dict[str, int] = {t: normalise.STORED.get(t, len(c)) for t, c in COLUMNS.items()}
+def tables() -> tuple[str, ...]:
+    """Tables in the order they are written: dead letters first, the raw tables of the registry
+    (ClickHouse derives pool_minutes from capacity_samples, migration 009), the ledger (which is
+    also the per-job state a restarted worker resumes from) last."""
+    return ("dead_letters", *registry.tables(), "ledger_entries")
+
+
+TABLES = tables()  # the built-in types' tables; `tables()` follows the registry
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +104,7 @@ class DeadLetter:
 
 @dataclass(slots=True)
 class Batch:
-    tuples: dict[str, list[tuple[Any, ...]]] = field(default_factory=lambda: {t: [] for t in TABLES})
+    tuples: dict[str, list[tuple[Any, ...]]] = field(default_factory=lambda: {t: [] for t in tables()})
     dead: list[DeadLetter] = field(default_factory=list)
     jobs: list[tuple[Record, JobEvent]] = field(default_factory=list)
     accepted: Counter[str] = field(default_factory=Counter)
@@ -153,6 +146,7 @@ def process(
     """Decode and normalise every record; job events are held for the ledger stage."""
     batch = Batch()
     rows = batch.tuples
+    types = registry.TYPES
     received = epoch_ms(now)  # DateTime64(3) ticks: converted once per batch, not per row
     for record in records:
         outcome = decode(
@@ -167,17 +161,15 @@ def process(
             batch.reject(record, outcome, now)
             continue
         batch.accepted[outcome.type] += 1
-        if isinstance(outcome, CapacityEvent):
-            rows["capacity_samples"].append(normalise.capacity_row(outcome, catalogue, received))
-        elif isinstance(outcome, PowerEvent):
-            rows["power_samples"].append(normalise.power_row(outcome, received))
-        elif isinstance(outcome, JobEvent):
-            batch.jobs.append((record, outcome))
-        elif isinstance(outcome, RegistrationEvent):
-            rows["registrations"].append(normalise.registration_row(outcome, received))
-        elif isinstance(outcome, HeartbeatEvent):
-            rows["heartbeats"].append(normalise.heartbeat_row(outcome, received))
+        kind = types[outcome.type]
+        if kind.ledger:
+            batch.jobs.append((record, outcome))  # type: ignore[arg-type]  # the ledger's: jobs
+        else:
+            rows[kind.table].append(kind.build_row(outcome, catalogue, received))
     return batch
+
+
+_NO_CATALOGUE = Catalogue(version="", devices={})  # job rows carry no peaks
 
 
 def ledger_stage(
@@ -187,13 +179,14 @@ def ledger_stage(
     result = apply((event for _, event in batch.jobs), states, prices)
     regressed = {index for index, _ in result.rejects}
     for index, why in result.rejects:
-        record, _ = batch.jobs[index]
-        batch.accepted["cpn.job.v1"] -= 1
+        record, event = batch.jobs[index]
+        batch.accepted[event.type] -= 1
         batch.reject(record, why, now)
     received = epoch_ms(now)
     for index, (_, event) in enumerate(batch.jobs):
         if index not in regressed:
-            batch.tuples["job_events"].append(normalise.job_row(event, received))
+            kind = registry.TYPES[event.type]
+            batch.tuples[kind.table].append(kind.build_row(event, _NO_CATALOGUE, received))
     for entry in result.entries:
         batch.tuples["ledger_entries"].append(entry.row(received))
         if not entry.priced and entry.device_seconds > 0:

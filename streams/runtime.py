@@ -11,7 +11,7 @@ from schemas.prices import PriceBook, PriceBookError
 from schemas.topics import Topics
 from streams.app import SurplusApp, build_app
 from streams.settings import WorkerSettings
-from streams.sink import Sink
+from streams.sink import SchemaDrift, Sink
 from streams.worker import Handler
 from surplus.errors import UserError
 from surplus.kafka.admin import ensure_topics
@@ -54,6 +54,10 @@ def prepare(settings: WorkerSettings, *, migrate_store: bool = True) -> Prepared
         verifier = load_verifier(settings.signing_keys)
     sink = Sink(client, target.database, retries=settings.insert_retries,
                 backoff_s=settings.insert_backoff_s)
+    try:
+        sink.check_schema()
+    except SchemaDrift as exc:
+        raise UserError(str(exc)) from None
     handler = Handler(
         sink=sink,
         catalogue=load_catalogue(),

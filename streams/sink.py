@@ -2,7 +2,9 @@
 
 The only module of the worker that talks to ClickHouse. A write either completes for every
 table or raises `SinkUnavailable` after the retry budget, and then the worker crashes without
-committing: ClickHouse being down never means skipping data.
+committing: ClickHouse being down never means skipping data. `check_schema` compares the
+columns the worker writes (streams.batch.COLUMNS, from the registry) with the tables in
+`system.columns` at start, so a missing migration is `SchemaDrift`, not a failed batch.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from streams.batch import COLUMNS, STORED, TABLES
+from streams.batch import COLUMNS, tables
 from streams.ledger import JobKey, JobState
 
 if TYPE_CHECKING:
@@ -27,6 +29,10 @@ log = logging.getLogger(__name__)
 
 class SinkUnavailable(RuntimeError):
     """ClickHouse did not take a write within the retry budget (retryable by a restart)."""
+
+
+class SchemaDrift(RuntimeError):
+    """The store's tables are not the ones the worker writes (a migration is missing or extra)."""
 
 
 class Sink:
@@ -49,16 +55,47 @@ class Sink:
         self._contexts: dict[tuple[str, tuple[str, ...]], Any] = {}
 
     def write(self, tuples: Mapping[str, list[tuple[Any, ...]]]) -> int:
-        """Insert every table's rows (tuples in COLUMNS order, in TABLES order); return the row count."""
+        """Insert every table's rows (tuples in COLUMNS order, in `tables()` order); return the row count."""
         written = 0
-        for table in TABLES:
+        for table in tables():
             rows = tuples.get(table) or []
             if rows:
-                names = COLUMNS[table][: STORED[table]]
-                columns = [list(c) for c in zip(*rows, strict=True)][: len(names)]
+                names = COLUMNS[table]
+                columns = [list(c) for c in zip(*rows, strict=True)]
                 self._retry(lambda t=table, n=names, c=columns: self._insert_columns(t, n, c), f"insert into {table}")
                 written += len(rows)
         return written
+
+    def check_schema(self, only: Iterable[str] | None = None) -> None:
+        """SchemaDrift naming the table and columns when a table the worker writes lacks one of
+        its columns, or has a column the worker does not write and ClickHouse cannot fill (no
+        DEFAULT, MATERIALIZED or ALIAS expression)."""
+        wanted = {t: COLUMNS[t] for t in (only or tables())}
+        in_list = ",".join(f"'{t}'" for t in wanted)  # table names are the registry's identifiers
+        sql = (
+            "SELECT table, name, default_kind FROM system.columns "
+            f"WHERE database = '{self.database}' AND table IN ({in_list})"
+        )
+        found: dict[str, dict[str, str]] = {}
+        for table, name, default_kind in self._query(sql, "read the table columns"):
+            found.setdefault(table, {})[name] = default_kind
+        problems = []
+        for table, columns in wanted.items():
+            have = found.get(table)
+            if have is None:
+                problems.append(f"table {self.database}.{table} is missing")
+                continue
+            missing = [c for c in columns if c not in have]
+            unfilled = [c for c, kind in have.items() if c not in columns and not kind]
+            if missing:
+                problems.append(f"{table} lacks {', '.join(missing)}")
+            if unfilled:
+                problems.append(f"{table} has {', '.join(unfilled)} that the worker does not write")
+        if problems:
+            raise SchemaDrift(
+                f"the store does not match the event registry: {'; '.join(problems)} "
+                "(run `surplus db migrate`, or add the migration of the new type)"
+            )
 
     def insert(self, table: str, rows: list[dict[str, Any]]) -> None:
         """Insert rows given as dicts (small tables: metrics, alerts)."""

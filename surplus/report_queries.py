@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from schemas import registry
+
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
@@ -19,8 +21,9 @@ SURPLUS_COLUMNS = (
     "idle_pflops_fp16, idle_pflops_fp32, idle_pflops_fp64, online_pflops_fp16, "
     "idle_devices, online_devices, allocated_devices, pools_reporting, pools_stale"
 )
-# tables whose rows carry an event `time` and a `dc_id`: when a DC last spoke
-EVENT_TABLES = ("capacity_samples", "power_samples", "job_events", "heartbeats", "registrations")
+# tables whose rows carry an event `time` and a `dc_id` (every event type's, by the registry):
+# when a DC last spoke
+EVENT_TABLES = registry.tables()
 
 
 @dataclass(frozen=True, slots=True)

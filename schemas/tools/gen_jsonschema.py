@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from schemas.events import EVENT_TYPES
+from schemas.registry import EVENT_TYPES
 
 OUT = Path(__file__).resolve().parent.parent / "jsonschema"
 

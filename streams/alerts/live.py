@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from schemas import registry
+
 HOUR = timedelta(hours=1)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 KEEP_HOURS = 3
 DEADLETTER_KEEP = timedelta(hours=1)
-EVENT_TABLES = ("capacity_samples", "power_samples", "heartbeats", "registrations", "job_events")
 
 
 class BatchLike(Protocol):
@@ -90,7 +91,7 @@ class LiveState:
     def observe(self, batch: BatchLike, wall: datetime) -> None:
         rows = batch.rows
         any_event = False
-        for table in EVENT_TABLES:
+        for table in registry.tables():  # every event table carries dc_id and time
             for row in rows.get(table, ()):
                 self._seen(row["dc_id"], utc(row["time"]))
                 any_event = True

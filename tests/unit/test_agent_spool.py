@@ -10,8 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agents.frames import HEAD
-from agents.records import CAPACITY, HEARTBEAT, JOB, POWER, Record
+from agents.records import JOB, KIND_OF_TYPE, Record
 from agents.spool import Spool, SpoolBusy
+
+CAPACITY, POWER, HEARTBEAT = (KIND_OF_TYPE[f"cpn.{t}.v1"] for t in ("capacity", "power", "heartbeat"))
 
 
 def item(kind: int, n: int, size: int = 100) -> tuple[int, int, bytes, bytes]:

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.decode import decode
-from schemas.events import EVENT_TYPES
 from schemas.reasons import DETAIL_MAX_CHARS, Reason, Reject
+from schemas.registry import EVENT_TYPES
 from schemas.signing import KeyRegistry, SigningKey, sign
 from streams.signing import make_verifier
 

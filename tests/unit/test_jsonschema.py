@@ -10,6 +10,6 @@ def test_jsonschema_files_are_current() -> None:
 
 
 def test_every_event_type_has_a_schema_file() -> None:
-    from schemas.events import EVENT_TYPES
+    from schemas.registry import EVENT_TYPES
 
     assert set(gen_jsonschema.render()) == {f"{t}.json" for t in EVENT_TYPES}
