@@ -392,6 +392,9 @@ def test_report_matches_figures_computed_from_the_events(store: Any) -> None:
     assert report["tenants"][0]["amount_cny"] == str(amounts[top].quantize(Decimal("0.0001")))
     assert Decimal(report["tenants_total"]["amount_cny"]) == sum(amounts.values())
     json.dumps(report)  # JSON-ready as it is
+    from surplus.report_model import validate
+
+    validate(report)  # of the declared shape, every key and type
 
 
 def test_top_and_stale_dcs(fleet: tuple[Any, Dataset]) -> None:
@@ -491,6 +494,9 @@ def test_tenants_only(fleet: tuple[Any, Dataset], capsys: pytest.CaptureFixture[
     assert main(["report", "--tenants", "--json", "--url", store.url]) == 0
     report = json.loads(capsys.readouterr().out)
     assert set(report) == {"at", "requested_at", "period", "filters", "tenants", "tenants_total"}
+    from surplus.report_model import validate
+
+    validate(report, tenants_only=True)
     amounts = tenant_amounts(data)
     assert {t["tenant_id"]: Decimal(t["amount_cny"]) for t in report["tenants"]} == amounts
     assert main(["report", "--tenants", "--url", store.url]) == 0
@@ -526,6 +532,10 @@ def test_json_from_the_console_script(own_store: str) -> None:
     run = surplus("report", "--json", "--url", own_store)
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)  # stdout is the JSON and nothing else
+    from surplus.report_model import json_schema, validate
+
+    validate(report)
+    assert set(json_schema()["required"]) == set(report)
     data = build_dataset()
     expected = national(data, last_minute(data))
     for p in ("fp16", "fp32", "fp64"):

@@ -10,16 +10,10 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from schemas.hubs import GREEN_SHARE_TARGET, HUBS
 from surplus.errors import UserError
-from surplus.report import (
-    GREEN_SHARE_TARGET,
-    HUBS,
-    _energy,
-    iso,
-    parse_at,
-    render_report,
-    render_tenants,
-)
+from surplus.report_build import _energy, iso, parse_at
+from surplus.report_render import render_report, render_tenants
 
 REFERENCE = Path(__file__).resolve().parents[2] / "schemas" / "reference" / "catalogue.json"
 
