@@ -130,3 +130,18 @@ def test_a_registered_type_is_routed_stored_and_counted(
                          "WHERE metric = 'accepted' AND label = 'cpn.probe.v1'")
     assert counted == [(30.0,)]
     assert store.rows("SELECT count() FROM {db}.dead_letters") == [(0,)]
+
+
+def test_a_store_that_drifted_from_the_registry_is_named_at_start(store: Any) -> None:
+    sink = Sink(store.client, store.database, retries=0)
+    sink.check_schema()  # the migrated store is what the registry writes
+    store.client.command(f"ALTER TABLE {store.database}.capacity_samples ADD COLUMN note String DEFAULT ''")
+    sink.check_schema()  # a column ClickHouse fills itself is not drift
+    store.client.command(f"ALTER TABLE {store.database}.capacity_samples DROP COLUMN online_pflops_fp64")
+    store.client.command(f"ALTER TABLE {store.database}.heartbeats ADD COLUMN firmware String")
+    with pytest.raises(SchemaDrift) as caught:
+        sink.check_schema()
+    message = str(caught.value)
+    assert "capacity_samples lacks online_pflops_fp64" in message
+    assert "heartbeats has firmware that the worker does not write" in message
+    assert "\n" not in message

@@ -45,12 +45,13 @@ def test_the_vendored_files_are_the_ones_the_readme_names() -> None:
 
 def test_nothing_reads_outside_the_repository() -> None:
     """No Python file of the project names the shared folder beside the checkout as a path."""
-    outside = re.compile(r"shared/reference|\.\./shared|parent\s*/\s*\"shared\"|\"shared\"\s*/")
+    shared = "sha" + "red"  # spelt in two pieces so that this file does not match itself
+    outside = re.compile(rf"{shared}/reference|\.\./{shared}|parent\s*/\s*\"{shared}\"|\"{shared}\"\s*/")
     offenders = [
         f"{path.relative_to(REPO)}:{n}"
         for top in ("agents", "schemas", "streams", "surplus", "tests", "tools", "bench")
         for path in (REPO / top).rglob("*.py")
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
-        if outside.search(line) and path.name != "test_hubs.py"
+        if outside.search(line)
     ]
     assert offenders == []
