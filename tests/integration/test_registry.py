@@ -29,7 +29,8 @@ from streams.batch import Record, process, tables
 from streams.settings import WorkerSettings
 from streams.sink import SchemaDrift, Sink
 from streams.worker import Handler
-from surplus.kafka_admin import ensure_topics
+from surplus.kafka.admin import ensure_topics
+from surplus.kafka.connection import KafkaConnection
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
 
@@ -101,7 +102,7 @@ def test_a_registered_type_is_routed_stored_and_counted(
         assert producer.flush(30) == 0
 
         group = f"g-{uuid.uuid4().hex[:8]}"
-        settings = WorkerSettings(kafka_bootstrap=kafka_bootstrap, clickhouse_url=store.url,
+        settings = WorkerSettings(kafka=KafkaConnection(bootstrap=kafka_bootstrap), clickhouse_url=store.url,
                                   topic_prefix=topic_prefix, group_id=group, batch_max_events=50,
                                   batch_max_wait_ms=200, partitions=1, session_timeout_s=6,
                                   data_dir=tmp_path / "faust", metrics_interval_s=3600)
