@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from surplus.errors import UserError
 from surplus.migrations import MIGRATIONS_DIR, migrate
@@ -37,16 +37,36 @@ class Target:
 
 
 def parse_url(url: str, database: str | None = None) -> Target:
-    """`chdb:///path[?database=x]` or `http(s)://user:pass@host:port/db` -> Target."""
-    parts = urlsplit(url)
-    if parts.scheme == "chdb":
+    """`chdb:///path[?database=x]` or `http(s)://user:pass@host:port/db` -> Target.
+
+    The password may hold any character, raw or percent-encoded, `# ? / @ :` included: the
+    user information is everything before the last `@` of the URL (a host, path or database never
+    holds one). The DSN handed to clickhouse-connect carries it percent-encoded. Raises
+    UserError, with the password redacted, for anything it cannot use."""
+    scheme, sep, rest = url.partition("://")
+    if scheme == "chdb" and sep:
+        parts = urlsplit(url)
         db = database or parse_qs(parts.query).get("database", ["cpn"])[0]
         dsn = f"chdb://{parts.netloc}{parts.path}"
-    elif parts.scheme in ("http", "https"):
+    elif scheme in ("http", "https") and sep:
+        userinfo, at, location = rest.rpartition("@")
+        try:
+            parts = urlsplit(f"{scheme}://{location}")
+            port = parts.port
+        except ValueError as exc:
+            raise UserError(f"CLICKHOUSE_URL {redact(url)!r}: {exc}") from None
+        if not parts.hostname:
+            raise UserError(f"CLICKHOUSE_URL {redact(url)!r} names no host")
         db = database or parts.path.strip("/") or "cpn"
-        dsn = url.split("?", 1)[0]
-        if parts.path.strip("/"):
-            dsn = dsn[: dsn.rindex("/")]
+        credentials = ""
+        if at:
+            user, colon, password = userinfo.partition(":")
+            credentials = quote(unquote(user), safe="")
+            if colon:
+                credentials += ":" + quote(unquote(password), safe="")
+            credentials += "@"
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        dsn = f"{scheme}://{credentials}{host}{f':{port}' if port is not None else ''}"
     else:
         raise UserError(
             f"CLICKHOUSE_URL {redact(url)!r}: use chdb:///path or http(s)://user:pass@host:8123/db"
@@ -57,11 +77,13 @@ def parse_url(url: str, database: str | None = None) -> Target:
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@")
-    return url
+    """The URL with its password (whatever characters it holds) replaced by `***`; never raises."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    userinfo, _, location = rest.rpartition("@")
+    user, colon, _password = userinfo.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{location}"
 
 
 def connect(url: str, database: str | None = None) -> tuple[Client, Target]:
