@@ -27,6 +27,21 @@ class Prepared:
     handler: Handler
 
 
+def unsigned_warning(settings: WorkerSettings) -> str | None:
+    """The one warning a worker gives at start when it takes unsigned events from a secured broker.
+
+    On a SASL/TLS broker each DC has its own principal, which suggests the platform relies on it;
+    but without SURPLUS_SIGNING_KEYS any DC's principal may publish events naming another DC (and
+    bill its tenants): the ACLs limit topics, not the `dc_id` inside. None when signing is on or
+    the broker is PLAINTEXT (a local or test set-up)."""
+    if settings.signing_keys is not None or settings.kafka.security_protocol == "PLAINTEXT":
+        return None
+    return ("SIGNING IS OFF on a secured broker (KAFKA_SECURITY_PROTOCOL="
+            f"{settings.kafka.security_protocol}): events are accepted unsigned, so any DC's principal "
+            "can publish another DC's events and bill its tenants; set SURPLUS_SIGNING_KEYS "
+            "(deploy/kafka/acls.md)")
+
+
 def prepare(settings: WorkerSettings, *, migrate_store: bool = True) -> Prepared:
     """Everything a worker needs, checked up front: a bad setting or a dead service is one line."""
     try:
@@ -52,6 +67,8 @@ def prepare(settings: WorkerSettings, *, migrate_store: bool = True) -> Prepared
         from streams.signing import load_verifier
 
         verifier = load_verifier(settings.signing_keys)
+    if (warning := unsigned_warning(settings)) is not None:
+        log.warning(warning)
     sink = Sink(client, target.database, retries=settings.insert_retries,
                 backoff_s=settings.insert_backoff_s)
     try:
