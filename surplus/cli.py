@@ -16,13 +16,16 @@ from surplus.errors import UserError
 
 # name -> "module:attribute" of a click.Command or click.Group
 COMMANDS: dict[str, tuple[str, str]] = {
+    "api": ("surplus.dispatch.api:api", "The dispatcher's HTTP API: offers, surplus now, OpenAPI."),
     "agent": ("agents.cli:agent", "Run the data-center agent (collectors, publisher, disk spool)."),
     "alerts": ("streams.alerts.cli:alerts", "Alert rules and webhook delivery (test, resend)."),
     "db": ("surplus.db:db", "ClickHouse store: apply migrations."),
     "demo": ("surplus.demo:demo", "The national network on one machine, ending with a report."),
+    "forecast": ("surplus.dispatch.cli:forecast", "Forecast idle devices per pool and hour; backtest it."),
     "grafana": ("surplus.grafana:grafana", "Publish datasource, dashboards and alerts to Grafana."),
     "kafka": ("surplus.kafka.cli:kafka", "The local Apache Kafka broker (KRaft) for machines without a cluster."),
     "ledger": ("streams.ledger_cli:ledger", "The accounting ledger: reconcile entries with raw job totals."),
+    "place": ("surplus.dispatch.cli:place", "The dispatcher's question: ranked offers of sellable capacity."),
     "report": ("surplus.report:report", "National, hub and DC surplus, green share and top tenants."),
     "store": ("surplus.chserver.cli:store", "The embedded store served over ClickHouse's HTTP interface."),
     "streams": ("streams.cli:streams", "Stream workers: validate, normalise and aggregate into ClickHouse."),
