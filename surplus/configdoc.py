@@ -33,15 +33,20 @@ def _default(field: FieldInfo) -> str:
 
 def table() -> str:
     from streams.settings import WorkerSettings
+    from surplus.dispatch.settings import DispatchSettings
     from surplus.kafka.connection import ENV_PREFIX, KafkaConnection
 
     rows = ["| variable | default | what |", "| --- | --- | --- |"]
-    for model, prefix in ((KafkaConnection, ENV_PREFIX), (WorkerSettings, "SURPLUS_")):
+    seen: set[str] = set()
+    for model, prefix in ((KafkaConnection, ENV_PREFIX), (WorkerSettings, "SURPLUS_"), (DispatchSettings, "SURPLUS_")):
         for name, field in model.model_fields.items():
             if model is WorkerSettings and name == "kafka":
                 continue  # the KAFKA_* rows above
             if model is KafkaConnection:
                 field = FieldInfo.merge_field_infos(field, validation_alias=None)
+            if _env_name(name, field, prefix) in seen:  # shared (CLICKHOUSE_URL): listed once
+                continue
+            seen.add(_env_name(name, field, prefix))
             rows.append(f"| `{_env_name(name, field, prefix)}` | {_default(field)} | {field.description or ''} |")
     return "\n".join(rows)
 

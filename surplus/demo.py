@@ -159,8 +159,41 @@ def _render(p: Progress, started: float, minutes: float) -> Any:
     return table
 
 
+def _backfill(console: Any, sim: Any, kafka: Any, workdir: Path, signer: Any, days: float, span: timedelta) -> None:
+    """Days of past telemetry before the live part, through an outbox of its own (agents.backfill)."""
+    from agents.backfill import backfill
+    from agents.settings import SpoolSettings
+    from agents.wiring import build_outbox
+
+    end = datetime.now(UTC).replace(second=0, microsecond=0) - span
+    console.print(f"backfilling {days:g} days of history (capacity every 10 min, power every 30 min) ...")
+    outbox = build_outbox(kafka, SpoolSettings(path=workdir / "history-spool"), client_id="surplus-history",
+                          signer=signer)
+    try:
+        sent = backfill(sim, outbox, end - timedelta(days=days), end,
+                        progress=lambda t, n: console.print(f"  history to {t:%Y-%m-%d %H:%M}: {n:,} events", end="\r"))
+    finally:
+        outbox.close(60)
+    console.print(f"  {sent:,} past events published")
+
+
+SAMPLE_ARGS = "--devices 64 --hours 8 --origin CN-SH --min-green-share 0.6"
+
+
+def _sample_request(client: Any, database: str) -> dict[str, Any]:
+    """Refresh the forecast, then ask the sample question (SPEC §8); the answer as JSON."""
+    from schemas.prices import PriceBook
+    from surplus.dispatch.model import Request
+    from surplus.dispatch.service import answer, refresh
+
+    refresh(client, database)
+    request = Request(devices=64, hours=8, origin="CN-SH", min_green_share=0.6)
+    return answer(client, database, request, PriceBook.load()).model_dump(mode="json")
+
+
 def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path,
-             bootstrap: str | None, clickhouse_url: str | None, prefix: str, quiet: bool = False) -> dict[str, Any]:
+             bootstrap: str | None, clickhouse_url: str | None, prefix: str, quiet: bool = False,
+             backfill_days: float = 0) -> dict[str, Any]:
     """Run the whole demo; return the final report (also rendered unless quiet)."""
     from rich.console import Console
     from rich.live import Live
@@ -209,15 +242,17 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
         console.print(f"starting a stream worker (log: {workdir / 'worker.log'}) ...")
 
         span = timedelta(seconds=minutes * 60 * speed)
-        now = datetime.now(UTC).replace(microsecond=0)
-        clock = SimClock(now - span, speed=speed)
         sim = national_fleet(dcs, seed=seed)
         keys = _signing_keys([d.dc.dc_id for d in sim], workdir / "signing-keys.toml")
-        fleet = Fleet.simulated(sim, kafka=KafkaSettings(**dict(kafka), topic_prefix=prefix),
-                                spool=SpoolSettings(path=workdir / "spool"), clock=clock,
+        settings = KafkaSettings(**dict(kafka), topic_prefix=prefix)
+        worker = _start_worker(env, workdir / "worker.log")  # after the key registry exists
+        if backfill_days > 0:
+            _backfill(console, sim, settings, workdir, fleet_signer(keys), backfill_days, span)
+        now = datetime.now(UTC).replace(microsecond=0)
+        clock = SimClock(now - span, speed=speed)
+        fleet = Fleet.simulated(sim, kafka=settings, spool=SpoolSettings(path=workdir / "spool"), clock=clock,
                                 intervals=Intervals(capacity_s=60, power_s=300, heartbeat_s=60),
                                 signer=fleet_signer(keys))
-        worker = _start_worker(env, workdir / "worker.log")  # after the key registry exists
         progress = Progress(phase="simulating")
         stop = threading.Event()
 
@@ -284,8 +319,14 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
                           "dead_letters": progress.dead, "dark_dc": progress.dark_dc, "dcs": dcs,
                           "speed": speed, "store": store, "served": redact(url) if server else None,
                           "prefix": prefix}
+        report["dispatch"] = _sample_request(client, target.database)
         if not quiet:
             render_report(report, console)
+            from surplus.dispatch.cli import render_answer
+            from surplus.dispatch.model import Answer
+
+            console.print(f"\n[bold]The dispatcher's question[/]: surplus place {SAMPLE_ARGS}")
+            render_answer(Answer.model_validate(report["dispatch"]), console)
             console.print(_afterwards(store, target.database, served=server is not None))
         return report
     finally:
@@ -327,8 +368,11 @@ def _afterwards(store: str, database: str, *, served: bool) -> str:
 @click.option("--seed", default=7, show_default=True, help="seed of the simulated fleet")
 @click.option("--workdir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="where the demo keeps its store, spool and logs (default var/demo; wiped at start)")
+@click.option("--backfill-days", type=click.FloatRange(0, 60), default=21, show_default=True,
+              help="days of past telemetry published first, so the forecast has history (0: none)")
 @click.option("--json", "as_json", is_flag=True, help="print the final report as JSON instead")
-def demo(dcs: int, minutes: float, speed: float, seed: int, workdir: Path | None, as_json: bool) -> None:
+def demo(dcs: int, minutes: float, speed: float, seed: int, workdir: Path | None, backfill_days: float,
+         as_json: bool) -> None:
     """The national network on one machine.
 
     Starts the local Kafka broker (or uses KAFKA_BOOTSTRAP), the chDB store under var/demo/chdb
@@ -336,12 +380,15 @@ def demo(dcs: int, minutes: float, speed: float, seed: int, workdir: Path | None
     it, and simulated agents for a national fleet: the 8 hubs
     and 10 clusters plus other DCs, mixed NVIDIA/Ascend/Hygon/Cambricon/CPU pools, diurnal load,
     jobs from several tenants, each DC's energy mix from its province, one DC that goes dark
-    midway and a few bad messages. Shows live progress and ends with the national surplus report;
-    everything it started is stopped. Each run starts from a clean var/demo/.
+    midway and a few bad messages. First it publishes --backfill-days of past telemetry, so the
+    forecast of idle devices has history. Shows live progress and ends with the national surplus
+    report and one dispatcher's request with its offers (surplus place); everything it started is
+    stopped. Each run starts from a clean var/demo/.
     """
     report = run_demo(dcs=dcs, minutes=minutes, speed=speed, seed=seed,
                       workdir=workdir or var_dir() / "demo", bootstrap=os.environ.get("KAFKA_BOOTSTRAP"),
                       clickhouse_url=os.environ.get("CLICKHOUSE_URL"),
-                      prefix=os.environ.get("SURPLUS_TOPIC_PREFIX", "cpn."), quiet=as_json)
+                      prefix=os.environ.get("SURPLUS_TOPIC_PREFIX", "cpn."), quiet=as_json,
+                      backfill_days=backfill_days)
     if as_json:
         click.echo(json.dumps(report, default=str))

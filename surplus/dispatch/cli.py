@@ -106,14 +106,15 @@ def place(as_json: bool, url: str | None, at: str | None, **fields: Any) -> None
     if as_json:
         click.echo(result.model_dump_json(indent=2))
         return
-    _render(result)
-
-
-def _render(result: Any) -> None:
     from rich.console import Console
+
+    render_answer(result, Console())
+
+
+def render_answer(result: Any, console: Any) -> None:
+    """The answer as a terminal table, then the message and the exclusions."""
     from rich.table import Table
 
-    console = Console()
     req = result.request
     title = (f"{req.devices} x {req.precision} for {req.hours} h from {req.origin}, by {req.rank}"
              f" — as of {result.as_of:%Y-%m-%d %H:%M} UTC" if result.as_of else "")

@@ -69,11 +69,11 @@ def test_demo_report_equals_the_published_events(kafka_bootstrap: str, topic_pre
                                *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=400, check=False)
 
     # a first, short run leaves a store behind; the second run starts from a clean one (documented)
-    first = demo("--dcs", "40", "--minutes", "0.1", "--speed", "60")
+    first = demo("--dcs", "40", "--minutes", "0.1", "--speed", "60", "--backfill-days", "0")
     assert first.returncode == 0, first.stderr[-3000:]
     assert "Surplus report" in first.stdout and "national_surplus_minute" in first.stdout
     env["SURPLUS_TOPIC_PREFIX"] = topic_prefix = topic_prefix + "two."
-    done = demo("--dcs", "40", "--minutes", "0.4", "--speed", "300", "--json")
+    done = demo("--dcs", "40", "--minutes", "0.4", "--speed", "300", "--backfill-days", "0", "--json")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
     report = json.loads(done.stdout)
@@ -91,6 +91,7 @@ def test_demo_report_equals_the_published_events(kafka_bootstrap: str, topic_pre
     assert dead == report["demo"]["dead_letters"] >= 5
     assert len({e["data"]["dc_id"] for e in events}) == 40
     assert report["demo"]["dark_dc"]
+    assert report["dispatch"]["request"]["devices"] == 64 and "offers" in report["dispatch"]  # SPEC §8 sample
     reasons = {r["reason"] for r in report["deadletters"]["by_reason"]}
     assert "bad_signature" in reasons, "signing is on in the demo: the spoofed event is refused"
     national = oracle.surplus(events)["national"]

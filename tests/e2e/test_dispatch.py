@@ -65,16 +65,15 @@ def history_store(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
     return url
 
 
-def test_forecast_refresh_backtest_and_place(history_store: str) -> None:
-    at = datetime.now(UTC).isoformat()
-    refresh = surplus(history_store, "forecast", "refresh", "--at", at)
+def test_forecast_refresh_backtest_place_and_the_panel_table(history_store: str) -> None:
+    refresh = surplus(history_store, "forecast", "refresh")
     assert refresh.returncode == 0, refresh.stderr
-    assert "rows into" in refresh.stdout
-    again = surplus(history_store, "forecast", "refresh", "--at", at)  # same made_at: nothing changes
-    assert again.returncode == 0 and again.stdout == refresh.stdout
     written = int(refresh.stdout.split(": ")[1].split()[0].replace(",", ""))
-    assert written % 169 == 0
-    assert sql(history_store, "SELECT count() FROM {db}.pool_idle_forecast FINAL") == [[written]]
+    assert written > 0 and written % 169 == 0, refresh.stdout  # 169 hours per pool
+    rows = sql(history_store, "SELECT hub, device_class, sum(devices_sellable) FROM {db}.pool_sellable_24h "
+                              "GROUP BY hub, device_class")
+    assert {r[0] for r in rows} >= {"jjj", "yrd", "gba", "cy", "nm", "gz", "gs", "nx"}
+    assert {r[1] for r in rows} <= {"accelerator", "cpu"} and sum(int(r[2]) for r in rows) > 0
 
     backtest = surplus(history_store, "forecast", "backtest", "--days", "7", "--json")
     assert backtest.returncode == 0, backtest.stderr
@@ -99,19 +98,6 @@ def test_forecast_refresh_backtest_and_place(history_store: str) -> None:
 
     table = surplus(history_store, "place", "--devices", "64", "--hours", "8", "--origin", "CN-SH")
     assert table.returncode == 0 and "can take the request" in table.stdout
-
-    nothing = surplus(history_store, "place", "--devices", "9000000", "--origin", "CN-SH", "--json")
-    assert nothing.returncode == 0
-    empty = json.loads(nothing.stdout)
-    assert empty["offers"] == [] and empty["excluded_most_by"] == "devices"
-
-
-def test_sellable_panel_table_is_filled(history_store: str) -> None:
-    assert surplus(history_store, "forecast", "refresh").returncode == 0
-    rows = sql(history_store, "SELECT hub, device_class, sum(devices_sellable) FROM {db}.pool_sellable_24h "
-                              "GROUP BY hub, device_class")
-    assert {r[0] for r in rows} >= {"jjj", "yrd", "gba", "cy", "nm", "gz", "gs", "nx"}
-    assert {r[1] for r in rows} <= {"accelerator", "cpu"} and sum(r[2] for r in rows) > 0
 
 
 def test_bad_input_is_one_line(history_store: str, tmp_path: Path) -> None:

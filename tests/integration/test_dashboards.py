@@ -488,6 +488,9 @@ def fleet(clickhouse_client: Any) -> Iterator[Fleet]:
     now = datetime.now(UTC)
     end = now.replace(second=0, microsecond=0)
     load_fleet(clickhouse_client, database, end)
+    from surplus.dispatch.service import refresh
+
+    assert refresh(clickhouse_client, database)[1] > 0  # the forecast and the sellable panel's table
     yield Fleet(clickhouse_client, database, TimeRange(end - timedelta(hours=3), now))
     with contextlib.suppress(Exception):
         clickhouse_client.command(f"DROP DATABASE IF EXISTS {database}")

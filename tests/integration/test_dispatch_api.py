@@ -128,6 +128,20 @@ def test_surplus_now_and_health(http: Any) -> None:
     assert "/v1/offers" in http.get("/openapi.json").json()["paths"]
 
 
+def test_refresh_twice_changes_nothing(backend: Any) -> None:
+    from surplus.dispatch.service import refresh
+
+    def table() -> list[tuple[Any, ...]]:
+        return list(backend.client.query(
+            f"SELECT made_at, dc_id, pool_id, hour, idle_p10, idle_p50, idle_p90 FROM {backend.database}"
+            ".pool_idle_forecast FINAL ORDER BY dc_id, pool_id, hour").result_rows)
+
+    before = table()
+    made_at, rows = refresh(backend.client, backend.database)
+    assert rows == len(before) and table() == before
+    assert {r[0] for r in before} == {made_at.replace(tzinfo=None)} or {r[0] for r in before} == {made_at}
+
+
 def test_the_refresh_thread_fills_the_forecast(backend: Any) -> None:
     backend.forecast_made_at = None
     backend.start_refreshing()
