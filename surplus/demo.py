@@ -166,9 +166,10 @@ def _backfill(console: Any, sim: Any, kafka: Any, workdir: Path, signer: Any, da
     from agents.wiring import build_outbox
 
     end = datetime.now(UTC).replace(second=0, microsecond=0) - span
-    console.print(f"backfilling {days:g} days of history (capacity every 10 min, power every 30 min) ...")
-    outbox = build_outbox(kafka, SpoolSettings(path=workdir / "history-spool"), client_id="surplus-history",
-                          signer=signer)
+    console.print(f"backfilling {days:g} days of history (capacity every 30 min, power hourly) ...")
+    # history can be simulated again: no fsync for its spool
+    outbox = build_outbox(kafka, SpoolSettings(path=workdir / "history-spool", fsync="never"),
+                          client_id="surplus-history", signer=signer)
     try:
         sent = backfill(sim, outbox, end - timedelta(days=days), end,
                         progress=lambda t, n: console.print(f"  history to {t:%Y-%m-%d %H:%M}: {n:,} events", end="\r"))

@@ -48,7 +48,7 @@ def test_quantile_is_linear_between_order_statistics() -> None:
 
 def simulated_hourly_idle(dcs: int, days: int, seed: int) -> list[dict[datetime, float]]:
     """Per pool, the fewest idle devices at any minute of each hour, from the simulator's own
-    capacity events (10-minute samples: each minute stands on the latest sample before it)."""
+    capacity events (30-minute samples: each minute stands on the latest sample before it)."""
     out: dict[tuple[str, str], dict[datetime, float]] = defaultdict(dict)
     start = END - timedelta(days=days)
     for dc in map(without_jobs, national_fleet(dcs, seed=seed)):
