@@ -25,7 +25,7 @@ OFFER_FIELDS = {"dc_id", "pool_id", "hub", "province", "device_model", "devices_
 def surplus(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CLICKHOUSE_URL": url}
     return subprocess.run([sys.executable, "-m", "surplus.cli", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300, check=False)
+                          text=True, timeout=900, check=False)
 
 
 def sql(url: str, query: str) -> list[list[object]]:
