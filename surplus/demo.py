@@ -320,14 +320,20 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
                           "dead_letters": progress.dead, "dark_dc": progress.dark_dc, "dcs": dcs,
                           "speed": speed, "store": store, "served": redact(url) if server else None,
                           "prefix": prefix}
-        report["dispatch"] = _sample_request(client, target.database)
+        try:
+            report["dispatch"] = _sample_request(client, target.database)
+        except Exception as exc:  # the report stands; the question's failure is one line
+            report["dispatch"] = {"error": f"{type(exc).__name__}: {str(exc).strip()[:200]}"}
         if not quiet:
             render_report(report, console)
             from surplus.dispatch.cli import render_answer
             from surplus.dispatch.model import Answer
 
             console.print(f"\n[bold]The dispatcher's question[/]: surplus place {SAMPLE_ARGS}")
-            render_answer(Answer.model_validate(report["dispatch"]), console)
+            if "error" in report["dispatch"]:
+                console.print(f"[red]could not answer it: {report['dispatch']['error']}")
+            else:
+                render_answer(Answer.model_validate(report["dispatch"]), console)
             console.print(_afterwards(store, target.database, served=server is not None))
         return report
     finally:
