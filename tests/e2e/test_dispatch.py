@@ -16,7 +16,8 @@ import pytest
 
 from tests.e2e.harness import REPO, Worker, ensure_topics, wait_caught_up
 
-pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.e2e, pytest.mark.slow,
+              pytest.mark.timeout(1500)]  # 21 days through the real pipeline: minutes on a loaded machine
 
 OFFER_FIELDS = {"dc_id", "pool_id", "hub", "province", "device_model", "devices_idle_now", "devices_sellable",
                 "price_cny_per_device_hour", "cost_cny", "green_share", "pue", "carbon_kg_per_hour", "latency_ms"}

@@ -16,7 +16,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-pytestmark = [pytest.mark.clickhouse, pytest.mark.slow]
+pytestmark = [pytest.mark.clickhouse, pytest.mark.slow, pytest.mark.timeout(1200)]  # loads 15 simulated days
 END = datetime(2026, 5, 4, 6, 0, tzinfo=UTC)  # a Monday morning
 
 
