@@ -4,9 +4,12 @@ faust gives the worker its consumer group, partition assignment, rebalancing, pr
 service lifecycle. Its per-event path (a Message, a task pair from `wait_first`, a conductor
 hop, an Event and a stream queue for every record) is what limited a faust worker to a few
 thousand events a second; profiled, almost none of that time was Kafka or ClickHouse. So the
-consumer here replaces only the drain loop: records go from aiokafka's `getmany` to the
-handler a batch at a time, and offsets are committed by the handler after ClickHouse (and the
-dead-letter topic) took the batch. Nothing is built at import time.
+consumer here replaces only the drain loop with `streams.source.run_batches` over a
+`FaustBatchSource` (the seam: the only code touching faust's private consumer methods): records
+go from aiokafka's `getmany` to the handler a batch at a time, and the offsets the handler
+returns are committed after ClickHouse (and the dead-letter topic) took the batch. A `WorkerStop`
+raised by the handler (e.g. the dead-letter guard) is logged as one line and stops the worker
+with nothing of that batch committed. Nothing is built at import time.
 """
 
 from __future__ import annotations
@@ -14,78 +17,37 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import faust
 from faust.transport.drivers import aiokafka as aiokafka_driver
-from faust.types import TP
 
-from streams.batch import Record
 from streams.settings import WorkerSettings
+from streams.source import BatchHandler, FaustBatchSource, run_batches
+from surplus.errors import WorkerStop
 from surplus.kafka.connection import KafkaConnection
 
 log = logging.getLogger(__name__)
 
-# records (in arrival order per partition) -> the offsets to commit once they are durable
-BatchHandler = Callable[[Sequence[Record]], Awaitable[dict[TP, int]]]
 
 
 class BatchConsumer(aiokafka_driver.Consumer):
-    """faust's aiokafka consumer, draining records into batches instead of one event at a time."""
+    """faust's aiokafka consumer, draining records into batches (streams/source.py) instead of
+    one event at a time."""
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - run by faust
         app = cast(SurplusApp, self.app)
         settings = app.surplus_settings
-        handler = app.surplus_handler
-        stopped = self._stopped.is_set
-        fetcher_stopped = fetcher._stopped.is_set
-        read_offset = self._read_offset
-        max_events = settings.batch_max_events
-        max_wait = settings.batch_max_wait_ms / 1000
-        pending: list[Record] = []
-        first_at = 0.0
-        generation = app.consumer_generation_id
         try:
-            while not (stopped() or fetcher_stopped()):
-                records, _ = await self._wait_next_records(timeout=min(max_wait, 1.0))
-                if self.should_stop:
-                    break
-                if app.consumer_generation_id != generation:
-                    # a rebalance happened: what we hold may belong to another worker now;
-                    # drop it uncommitted (it will be read again by its owner)
-                    pending.clear()
-                    generation = app.consumer_generation_id
-                got = 0
-                for tp, batch in (records or {}).items():
-                    floor = read_offset.get(tp)
-                    for rec in batch:
-                        if floor is not None and rec.offset < floor:
-                            continue
-                        pending.append(
-                            Record(
-                                rec.topic,
-                                rec.partition,
-                                rec.offset,
-                                rec.key,
-                                rec.value if rec.value is not None else b"",
-                                tuple(rec.headers or ()),
-                            )
-                        )
-                        got += 1
-                    if batch:
-                        read_offset[tp] = batch[-1].offset + 1
-                if got and len(pending) == got:
-                    first_at = time.monotonic()
-                if pending and (
-                    len(pending) >= max_events or got == 0 or time.monotonic() - first_at >= max_wait
-                ):
-                    offsets = await handler(pending)
-                    pending = []
-                    if app.consumer_generation_id == generation and offsets:
-                        await self._commit_offsets(offsets)
-                await asyncio.sleep(0)
+            await run_batches(FaustBatchSource(self, fetcher), app.surplus_handler,
+                              max_events=settings.batch_max_events,
+                              max_wait_s=settings.batch_max_wait_ms / 1000)
+        except WorkerStop as exc:
+            # a reason to stop the whole worker, said once; the crash stops faust without a commit
+            log.error("%s", exc)
+            app.surplus_stop_reason = exc
+            raise
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 return
@@ -105,6 +67,7 @@ class SurplusApp(faust.App):
 
     surplus_settings: WorkerSettings
     surplus_handler: BatchHandler
+    surplus_stop_reason: WorkerStop | None = None
     on_stop_hooks: list[Callable[[], Awaitable[None]]]
 
     def _new_transport(self) -> Any:

@@ -10,10 +10,11 @@ from schemas.catalogue import load_catalogue
 from schemas.prices import PriceBook, PriceBookError
 from schemas.topics import Topics
 from streams.app import SurplusApp, build_app
+from streams.guard import DeadLetterGuard
 from streams.settings import WorkerSettings
 from streams.sink import SchemaDrift, Sink
 from streams.worker import Handler
-from surplus.errors import UserError
+from surplus.errors import UserError, WorkerStop
 from surplus.kafka.admin import ensure_topics
 from surplus.store import connect, migrate
 
@@ -84,6 +85,7 @@ def prepare(settings: WorkerSettings, *, migrate_store: bool = True) -> Prepared
         worker_id=settings.worker_id,
         metrics_interval_s=settings.metrics_interval_s,
         job_cache_size=settings.job_cache_size,
+        guard=DeadLetterGuard(settings.deadletter_limit, settings.deadletter_window),
     )
     (settings.data_dir / settings.group_id).mkdir(parents=True, exist_ok=True)
     app = build_app(settings, handler, topics.telemetry)
@@ -118,6 +120,16 @@ def prepare(settings: WorkerSettings, *, migrate_store: bool = True) -> Prepared
     return Prepared(settings, app, handler)
 
 
+def _no_stop_tracebacks(record: logging.LogRecord) -> bool:
+    """Drop faust's/mode's crash reports of a WorkerStop: its one line is logged by the consumer."""
+    if record.name.startswith(("faust", "mode", "aiokafka")):
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, WorkerStop) or any(isinstance(a, WorkerStop) for a in (
+                record.args if isinstance(record.args, tuple) else ())):
+            return False
+    return True
+
+
 def start(prepared: Prepared, *, loglevel: str = "info") -> None:
     """Run the faust worker until SIGTERM/SIGINT (blocks; exits the process at the end)."""
     from faust.worker import Worker
@@ -127,9 +139,17 @@ def start(prepared: Prepared, *, loglevel: str = "info") -> None:
 
         def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
             super().on_setup_root_logger(logger, level)
+            for handler in logger.handlers:
+                handler.addFilter(_no_stop_tracebacks)
             if level > logging.DEBUG:
                 for name in ("faust", "mode", "aiokafka"):
                     logging.getLogger(name).setLevel(logging.WARNING)
 
     worker = QuietWorker(prepared.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit:
+        reason = prepared.app.surplus_stop_reason
+        if reason is not None:  # said once by the consumer; the CLI says it again as the last line
+            raise reason from None
+        raise

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from streams.guard import DEFAULT_LIMIT, DEFAULT_WINDOW
 from surplus.kafka.admin import PARTITIONS
 from surplus.kafka.connection import ENV_FIELDS, KafkaConnection
 from surplus.paths import default_clickhouse_url, var_dir
@@ -65,6 +66,12 @@ class WorkerSettings(BaseSettings):
     data_dir: Path = Field(
         default_factory=lambda: var_dir() / "faust", description="faust's local state directory"
     )
+    deadletter_limit: float = Field(
+        DEFAULT_LIMIT, gt=0, le=1,
+        description="stop without committing when more than this ratio of the last "
+        "SURPLUS_DEADLETTER_WINDOW events are rejected (1: never)",
+    )
+    deadletter_window: int = Field(DEFAULT_WINDOW, ge=1, description="events the dead-letter ratio is taken over")
     job_cache_size: int = Field(
         200_000, ge=1000, description="jobs whose ledger state stays in memory"
     )

@@ -1,8 +1,10 @@
 """The worker's batch handler: decode -> normalise -> ledger -> ClickHouse and dead letters ->
 offsets to commit. Wiring between the pure core (batch, ledger) and the edges (sink, Kafka).
 
-Order of effects for one batch: dead letters are produced to the `deadletter` topic and every
-table's rows are written to ClickHouse; only then are the batch's offsets returned for commit.
+Order of effects for one batch: the dead-letter guard (streams/guard.py) judges the reject ratio
+first and may stop the worker before anything happens; dead letters are produced to the
+`deadletter` topic and every table's rows are written to ClickHouse; only then are the batch's
+offsets returned for commit (or held back by the guard while the ratio is high).
 A failure anywhere raises, so nothing is committed and the batch is read again after restart;
 every row carries its identity, so reading it again changes nothing.
 """
@@ -23,6 +25,7 @@ from schemas.catalogue import Catalogue
 from schemas.decode import Verifier
 from schemas.prices import PriceBook
 from streams.batch import Batch, DeadLetter, Record, ledger_stage, process
+from streams.guard import DeadLetterGuard
 from streams.ledger import JobKey, JobState
 from streams.sink import Sink
 
@@ -88,6 +91,7 @@ class Handler:
         job_cache_size: int = 200_000,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         highwater: Callable[[TP], int | None] | None = None,
+        guard: DeadLetterGuard | None = None,
     ) -> None:
         self.sink = sink
         self.catalogue = catalogue
@@ -105,16 +109,21 @@ class Handler:
         self.job_cache_size = job_cache_size
         self.jobs: OrderedDict[JobKey, JobState] = OrderedDict()
         self.observers: list[BatchObserver] = []
+        self.guard = guard if guard is not None else DeadLetterGuard()
+        self._held: dict[TP, int] = {}  # offsets whose commit the guard holds back
 
     def forget_jobs(self) -> None:
-        """Drop cached job states (after a rebalance another worker may have moved them on)."""
+        """Drop cached job states and held offsets (after a rebalance another worker may have
+        moved them on)."""
         self.jobs.clear()
+        self._held.clear()
 
     async def __call__(self, records: Sequence[Record]) -> dict[TP, int]:
         now = self.clock()
         batch = process(records, now=now, catalogue=self.catalogue, verifier=self.verifier)
         if batch.jobs:
             await self._ledger(batch, now)
+        commit = self.guard.observe(len(records), batch.rejected)  # raises before any effect
         if batch.dead and self.produce is not None:
             await self._send_dead_letters(batch.dead)
         started = time.perf_counter()
@@ -129,6 +138,12 @@ class Handler:
                 offsets[tp] = record.offset + 1
         self._count(batch, len(records), written, elapsed_ms, offsets)
         await self._maybe_flush_metrics(now)
+        if self._held or not commit:
+            for tp, offset in offsets.items():
+                self._held[tp] = max(offset, self._held.get(tp, -1))
+            if not commit:
+                return {}
+            offsets, self._held = self._held, {}
         return offsets
 
     async def _ledger(self, batch: Batch, now: datetime) -> None:

@@ -7,3 +7,10 @@ class UserError(Exception):
     def __init__(self, message: str, *, exit_code: int = 2) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class WorkerStop(UserError):
+    """A running worker must stop without committing (e.g. too many dead letters): one line, exit 3."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_code=3)

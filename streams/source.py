@@ -1,0 +1,122 @@
+"""The seam between the worker and faust: a `BatchSource` protocol and the batch loop over it. Wiring.
+
+A `BatchSource` is what the worker needs from a Kafka consumer group, and nothing more:
+
+* `fetch(timeout_s)` -> the records read since the last call (in offset order per partition,
+  each once per generation; `[]` when none came within the timeout);
+* `generation` -> a number that changes at every rebalance (records fetched under an older
+  generation may belong to another worker now);
+* `commit(offsets)` -> commit `{TP: next offset}` for the partitions still assigned; True if
+  anything was committed;
+* `stopping` -> True once the service is being stopped.
+
+`run_batches(source, handler, ...)` is the loop: it collects records into a batch (up to
+`max_events`, or `max_wait_s` after the first record, or when a fetch comes back empty), hands
+the batch to the handler, and commits the offsets the handler returns only after the handler
+returned (ClickHouse and the dead-letter topic took the batch) and only if no rebalance happened
+meanwhile. A handler that raises stops the loop with nothing of that batch committed.
+
+`FaustBatchSource` adapts faust's aiokafka consumer; it is the only code that calls faust's
+private consumer methods (`_wait_next_records`, `_read_offset`, `_commit_offsets`), and
+tests/integration/test_batch_source_contract.py holds it to the protocol on the real broker, so
+a faust upgrade that changes them fails a test, not production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from faust.types import TP
+
+from streams.batch import Record
+
+# records (in arrival order per partition) -> the offsets to commit once they are durable
+BatchHandler = Callable[[Sequence[Record]], Awaitable[dict[TP, int]]]
+
+
+class BatchSource(Protocol):
+    """Records of a consumer group's assigned partitions in, `commit(offsets)` out."""
+
+    @property
+    def generation(self) -> int: ...
+
+    @property
+    def stopping(self) -> bool: ...
+
+    async def fetch(self, timeout_s: float) -> list[Record]: ...
+
+    async def commit(self, offsets: Mapping[TP, int]) -> bool: ...
+
+
+async def run_batches(source: BatchSource, handler: BatchHandler, *, max_events: int,
+                      max_wait_s: float) -> None:
+    """Batch, handle, commit after the handler, until the source stops (see the module doc)."""
+    pending: list[Record] = []
+    first_at = 0.0
+    generation = source.generation
+    poll_s = min(max_wait_s, 1.0)
+    while not source.stopping:
+        records = await source.fetch(poll_s)
+        if source.stopping:
+            break
+        if source.generation != generation:
+            # a rebalance happened: what we hold may belong to another worker now; drop it
+            # uncommitted (its owner reads it again)
+            pending.clear()
+            generation = source.generation
+        got = len(records)
+        if got:
+            if not pending:
+                first_at = time.monotonic()
+            pending.extend(records)
+        if pending and (len(pending) >= max_events or got == 0 or time.monotonic() - first_at >= max_wait_s):
+            batch, pending = pending, []
+            offsets = await handler(batch)
+            if offsets and source.generation == generation:
+                await source.commit(offsets)
+        await asyncio.sleep(0)
+
+
+class FaustBatchSource:
+    """`BatchSource` over faust's aiokafka consumer (`faust.transport.drivers.aiokafka.Consumer`)."""
+
+    def __init__(self, consumer: Any, fetcher: Any) -> None:
+        self._consumer = consumer
+        self._app = consumer.app
+        self._fetcher_stopped = fetcher._stopped.is_set
+        self._consumer_stopped = consumer._stopped.is_set
+        self._read_offset = consumer._read_offset
+
+    @property
+    def generation(self) -> int:
+        return int(self._app.consumer_generation_id)
+
+    @property
+    def stopping(self) -> bool:
+        return bool(self._consumer_stopped() or self._fetcher_stopped() or self._consumer.should_stop)
+
+    async def fetch(self, timeout_s: float) -> list[Record]:
+        records, _ = await self._consumer._wait_next_records(timeout=timeout_s)
+        out: list[Record] = []
+        if not records:
+            return out
+        read_offset = self._read_offset
+        append = out.append
+        for tp, batch in records.items():
+            if not batch:
+                continue
+            floor = read_offset.get(tp)
+            for rec in batch:
+                if floor is not None and rec.offset < floor:
+                    continue  # already handed out in this generation (a re-fetch after a seek)
+                value = rec.value
+                append(Record(rec.topic, rec.partition, rec.offset, rec.key,
+                              value if value is not None else b"", tuple(rec.headers or ())))
+            read_offset[tp] = batch[-1].offset + 1
+        return out
+
+    async def commit(self, offsets: Mapping[TP, int]) -> bool:
+        return bool(await self._consumer._commit_offsets(offsets))
