@@ -1,5 +1,10 @@
 """Service fixtures: one Kafka broker and one ClickHouse per test session, isolated per test.
 
+Tests declare what they touch: a test without `@pytest.mark.kafka` that asks for the broker
+fixture, builds a Kafka client or connects to a broker port fails, and so does a test without
+`@pytest.mark.clickhouse` that asks for a store fixture or opens ClickHouse (clickhouse-connect or
+chDB). Child processes a test starts are not watched.
+
 Order (STYLE §6): endpoints from TEST_KAFKA_BOOTSTRAP / TEST_CLICKHOUSE_URL; testcontainers
 when a Docker engine answers; else the local Kafka broker (the same code as `surplus kafka up`,
 on free ports in a temporary directory) and chDB. Each test gets its own topic prefix and
@@ -26,6 +31,88 @@ from tests.services import unavailable
 hypothesis_settings.register_profile("surplus", deadline=None)
 hypothesis_settings.load_profile("surplus")
 
+SERVICE_FIXTURES = {
+    "kafka": {"kafka_bootstrap"},
+    "clickhouse": {"clickhouse_url", "clickhouse_client", "store"},
+}
+KAFKA_PORTS: set[int] = set()  # of the brokers the session uses (the guard refuses connects to them)
+
+
+class UndeclaredService(AssertionError):
+    """A test touched Kafka or ClickHouse without the marker that says so."""
+
+
+def _refuse(what: str, marker: str) -> Any:
+    def refuse(*_args: Any, **_kwargs: Any) -> Any:
+        raise UndeclaredService(f"this test opens {what} but is not marked @pytest.mark.{marker}")
+    return refuse
+
+
+def _block_kafka(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import sys
+
+    import confluent_kafka
+    import confluent_kafka.admin
+
+    originals = {confluent_kafka.Producer: "a Kafka producer", confluent_kafka.Consumer: "a Kafka consumer",
+                 confluent_kafka.admin.AdminClient: "a Kafka admin client"}
+    for module in list(sys.modules.values()):  # also the names bound by `from confluent_kafka import X`
+        namespace = getattr(module, "__dict__", None)
+        if not isinstance(namespace, dict) or getattr(module, "__name__", "").startswith("confluent_kafka._"):
+            continue
+        for name, value in list(namespace.items()):
+            if isinstance(value, type) and value in originals:
+                monkeypatch.setattr(module, name, _refuse(originals[value], "kafka"))
+    connect = socket.socket.connect
+    connect_ex = socket.socket.connect_ex
+
+    def to_kafka(address: Any) -> bool:
+        return isinstance(address, tuple) and len(address) >= 2 and address[1] in KAFKA_PORTS
+
+    def guarded_connect(sock: socket.socket, address: Any) -> None:
+        if to_kafka(address):
+            _refuse(f"a connection to the Kafka broker {address}", "kafka")()
+        connect(sock, address)
+
+    def guarded_connect_ex(sock: socket.socket, address: Any) -> int:
+        if to_kafka(address):
+            _refuse(f"a connection to the Kafka broker {address}", "kafka")()
+        return connect_ex(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", guarded_connect_ex)
+
+
+def _block_clickhouse(monkeypatch: pytest.MonkeyPatch) -> None:
+    import clickhouse_connect
+    import clickhouse_connect.driver
+
+    monkeypatch.setattr(clickhouse_connect, "get_client", _refuse("ClickHouse", "clickhouse"))
+    monkeypatch.setattr(clickhouse_connect.driver, "create_client", _refuse("ClickHouse", "clickhouse"))
+    try:
+        import chdb
+    except ImportError:
+        return
+    for name in ("connect", "query", "session"):
+        if hasattr(chdb, name):
+            monkeypatch.setattr(chdb, name, _refuse("chDB", "clickhouse"))
+
+
+@pytest.fixture(autouse=True)
+def _declared_services(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail a test that touches Kafka or ClickHouse without its marker (see the module doc)."""
+    marked = {m.name for m in request.node.iter_markers()}
+    for marker, fixtures in SERVICE_FIXTURES.items():
+        used = fixtures & set(request.fixturenames)
+        if used and marker not in marked:
+            pytest.fail(f"{request.node.nodeid} uses {', '.join(sorted(used))} but is not marked "
+                        f"@pytest.mark.{marker}", pytrace=False)
+    if "kafka" not in marked:
+        _block_kafka(monkeypatch)
+    if "clickhouse" not in marked:
+        _block_clickhouse(monkeypatch)
+
 
 def _docker_answers() -> bool:
     if not (Path("/var/run/docker.sock").exists() or os.environ.get("DOCKER_HOST")):
@@ -43,12 +130,14 @@ def _docker_answers() -> bool:
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Kafka bootstrap address shared by the whole session."""
     if os.environ.get("TEST_KAFKA_BOOTSTRAP"):
+        KAFKA_PORTS.update(_ports(os.environ["TEST_KAFKA_BOOTSTRAP"]))
         yield os.environ["TEST_KAFKA_BOOTSTRAP"]
         return
     if _docker_answers():
         from testcontainers.kafka import KafkaContainer
 
         with KafkaContainer().with_kraft() as container:
+            KAFKA_PORTS.update(_ports(container.get_bootstrap_server()))
             yield container.get_bootstrap_server()
         return
     from surplus.errors import UserError
@@ -62,10 +151,15 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     except UserError as exc:
         unavailable(f"local Kafka broker did not start: {exc}")
         return
+    KAFKA_PORTS.update(_ports(bootstrap))
     try:
         yield bootstrap
     finally:
         broker.down(timeout_s=15)
+
+
+def _ports(bootstrap: str) -> set[int]:
+    return {int(hp.rsplit(":", 1)[1]) for hp in bootstrap.split(",") if ":" in hp}
 
 
 @dataclass
