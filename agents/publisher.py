@@ -68,7 +68,7 @@ class KafkaPublisher:
         self._config = producer_config(kafka, client_id)
         self._config["error_cb"] = self._error
         self._last_error: dict[str, float] = {}
-        self._headers = [("content-type", CONTENT_TYPE.encode())]
+        self._headers: list[tuple[str, str | bytes | None]] = [("content-type", CONTENT_TYPE.encode())]
         self._producer = self._new_producer()
 
     def _new_producer(self) -> Producer:

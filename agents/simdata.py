@@ -110,4 +110,4 @@ def _clip(value: float) -> float:
 
 
 def device_power_w(tdp_w: float, busy: float) -> float:
-    return tdp_w * (IDLE_FRACTION + (1 - IDLE_FRACTION) * busy ** 0.9)
+    return float(tdp_w * (IDLE_FRACTION + (1 - IDLE_FRACTION) * busy ** 0.9))

@@ -45,7 +45,7 @@ class Difference:
 
 def reconcile(client: Client, database: str) -> tuple[int, list[Difference]]:
     """(jobs compared, differences): there should be none."""
-    rows: list[Any] = client.query(SQL.replace("{db}", database)).result_rows
+    rows: list[Any] = list(client.query(SQL.replace("{db}", database)).result_rows)
     diffs: list[Difference] = []
     for dc_id, job_id, entries, seconds, energy, e_seq, events, s_total, e_total, r_seq in rows:
         if entries is None or entries == 0:

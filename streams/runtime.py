@@ -103,15 +103,17 @@ def prepare(settings: WorkerSettings, *, migrate_store: bool = True) -> Prepared
 
     handler.highwater = highwater
 
-    @app.timer(settings.metrics_interval_s)
     async def _metrics() -> None:
         await handler.flush_metrics()
 
+    app.timer(settings.metrics_interval_s)(_metrics)
+
     app.on_stop_hooks.append(handler.flush_metrics)
 
-    @app.on_partitions_revoked.connect
-    async def _revoked(app: Any, revoked: Any, **kwargs: Any) -> None:
+    def _revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         handler.forget_jobs()
+
+    app.on_partitions_revoked.connect(_revoked)
 
     if settings.alert_rules is not None:
         from streams.alerts.wiring import attach_alerts

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +63,7 @@ class Sink:
             if rows:
                 names = COLUMNS[table]
                 columns = [list(c) for c in zip(*rows, strict=True)]
-                self._retry(lambda t=table, n=names, c=columns: self._insert_columns(t, n, c), f"insert into {table}")
+                self._retry(partial(self._insert_columns, table, names, columns), f"insert into {table}")
                 written += len(rows)
         return written
 

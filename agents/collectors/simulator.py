@@ -17,6 +17,7 @@ import heapq
 import itertools
 import math
 from datetime import datetime
+from typing import Any
 
 from agents import simdata
 from agents.records import CloudEvent, build, from_ms, registration_event, to_ms
@@ -36,7 +37,7 @@ class SimulatedDataCenter:
         self.intervals = intervals or Intervals()
         self.start_ms = to_ms(start)
         self.clock_ms = self.start_ms  # everything before this is simulated
-        self._heap: list[tuple[int, int, int, str, object]] = []
+        self._heap: list[tuple[int, int, int, str, Any]] = []
         self._counter = itertools.count()
         grid = simdata.grid_of(dc.province)
         self.emission_g = (sim.grid_emission_g_per_kwh if sim.grid_emission_g_per_kwh is not None
@@ -88,17 +89,17 @@ class SimulatedDataCenter:
         while heap and heap[0][0] < until_ms:
             t, _, _, kind, payload = heapq.heappop(heap)
             if kind == "arrival":
-                out += payload.arrival(t)  # type: ignore[attr-defined]
+                out += payload.arrival(t)
             elif kind == "usage":
-                pool, job = payload  # type: ignore[misc]
+                pool, job = payload
                 out += pool.usage(job, t)
             elif kind == "end":
-                pool, job = payload  # type: ignore[misc]
+                pool, job = payload
                 out += pool.end(job, t)
             elif kind == "failure":
-                payload.failure(t)  # type: ignore[attr-defined]
+                payload.failure(t)
             elif kind == "repair":
-                pool, count = payload  # type: ignore[misc]
+                pool, count = payload
                 pool.repair(count)
             elif kind == "capacity":
                 self._sample(t)

@@ -47,7 +47,7 @@ def ensure_topics(
     With `wait`, return only once every named topic has a leader on every partition. UserError
     when Kafka cannot be reached, a topic cannot be created, or leaders do not appear in time."""
     from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import NewTopic
+    from confluent_kafka.cimpl import NewTopic
 
     connection = coerce(kafka)
     admin = admin_client(connection, timeout_s)

@@ -264,7 +264,7 @@ class LocalKafka:
             password = self._passwords()[user]
         return KafkaConnection(
             bootstrap=self.bootstrap, security_protocol="SASL_SSL", sasl_mechanism=SCRAM_MECHANISM,
-            sasl_username=user, sasl_password=password,  # type: ignore[arg-type]
+            sasl_username=user, sasl_password=password,
             ssl_cafile=self.secure_dir / "ca.pem")
 
     def client_config(self, user: str = "admin", password: str | None = None,

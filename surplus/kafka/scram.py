@@ -43,7 +43,7 @@ def format_arguments(secure_dir: Path) -> list[str]:
 
 def add_user(admin: Any, name: str, password: str, timeout_s: float = 30) -> None:
     """Create or update a SCRAM-SHA-512 user through `admin` (a confluent-kafka AdminClient)."""
-    from confluent_kafka.admin import ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
+    from confluent_kafka.admin._scram import ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
 
     upsert = UserScramCredentialUpsertion(
         name, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192), password.encode())
