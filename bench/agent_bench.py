@@ -189,7 +189,8 @@ def main() -> None:
         broker = None
         bootstrap = args.bootstrap
         if not bootstrap:
-            from surplus.kafka.local import LocalKafka, free_port
+            from surplus.kafka.local import LocalKafka
+            from surplus.kafka.ports import free_port
 
             broker = LocalKafka(work / "kafka", port=free_port(), controller_port=free_port(),
                                 progress=lambda m: print(m, file=sys.stderr))

@@ -175,7 +175,8 @@ def main() -> int:
 
     from streams.app import tune_gc
     from surplus.kafka.admin import ensure_topics
-    from surplus.kafka.local import LocalKafka, free_port
+    from surplus.kafka.local import LocalKafka
+    from surplus.kafka.ports import free_port
     from surplus.store import connect, migrate
 
     tune_gc()  # the worker's process setting, applied to both paths alike

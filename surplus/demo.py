@@ -207,7 +207,8 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
     from schemas.signing import sign
     from surplus.kafka.admin import PARTITIONS, ensure_topics
     from surplus.kafka.connection import from_env
-    from surplus.kafka.local import LocalKafka, free_port
+    from surplus.kafka.local import LocalKafka
+    from surplus.kafka.ports import free_port
 
     console = Console(stderr=quiet)
     if dcs < 1 or minutes <= 0 or speed <= 0:

@@ -141,7 +141,8 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             yield container.get_bootstrap_server()
         return
     from surplus.errors import UserError
-    from surplus.kafka.local import LocalKafka, free_port
+    from surplus.kafka.local import LocalKafka
+    from surplus.kafka.ports import free_port
 
     home = tmp_path_factory.mktemp("kafka")
     broker = LocalKafka(home, port=free_port(), controller_port=free_port(), heap_mb=768,

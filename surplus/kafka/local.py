@@ -17,9 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +30,7 @@ from surplus.kafka import pki, scram
 from surplus.kafka.admin import ensure_topics
 from surplus.kafka.connection import KafkaConnection
 from surplus.kafka.jars import DEFAULT_JARS, KAFKA_VERSION, REPO_ROOT, ensure_jars, find_java, jvm_argv
+from surplus.kafka.ports import HOST, accepts, env_port, last_words, port_in_use
 from surplus.kafka.templates import (
     SCRAM_MECHANISM,
     cluster_id,
@@ -43,11 +42,8 @@ from surplus.kafka.templates import (
 
 DEFAULT_HOME = REPO_ROOT / "var" / "kafka"
 DEFAULT_PORT = 9092
-HOST = "127.0.0.1"
 
 Progress = Callable[[str], None]
-_STAMP = re.compile(r"^\[[^]]*\] ")  # log4j's "[2025-01-01 00:00:00,000] "
-_EXCEPTION = re.compile(r"^[\w.$]+(Exception|Error)\b")  # "java.lang.RuntimeException: why"
 
 # Brokers this process started: kept so their exit is reaped (no zombies, no ResourceWarning).
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
@@ -55,49 +51,6 @@ _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _port_in_use(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return True
-        return False
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection((HOST, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _env_port(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
-        raise UserError(f"{name}={raw!r} is not a TCP port (1-65535)")
-    return int(raw)
-
-
-def _tail(path: Path, lines: int = 12) -> list[str]:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return []
-    return [line for line in text.splitlines() if line.strip()][-lines:]
 
 
 class LocalKafka:
@@ -128,11 +81,11 @@ class LocalKafka:
     @classmethod
     def from_env(cls, **overrides: Any) -> LocalKafka:
         """The broker named by SURPLUS_KAFKA_HOME, _PORT and _CONTROLLER_PORT (else defaults)."""
-        port = _env_port("SURPLUS_KAFKA_PORT", DEFAULT_PORT)
+        port = env_port("SURPLUS_KAFKA_PORT", DEFAULT_PORT)
         kwargs: dict[str, Any] = {
             "home": Path(os.environ.get("SURPLUS_KAFKA_HOME") or DEFAULT_HOME),
             "port": port,
-            "controller_port": _env_port("SURPLUS_KAFKA_CONTROLLER_PORT", port + 1),
+            "controller_port": env_port("SURPLUS_KAFKA_CONTROLLER_PORT", port + 1),
         }
         kwargs.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**kwargs)
@@ -242,7 +195,7 @@ class LocalKafka:
                 "home": str(self.home)}
 
     def _answers(self, timeout_s: float = 2.0) -> bool:
-        if not _accepts(self.port):
+        if not accepts(self.port):
             return False
         try:
             metadata = self.admin().list_topics(timeout=timeout_s)
@@ -305,7 +258,7 @@ class LocalKafka:
             java = self.java()
             self.ensure_jars()
             for port in (self.port, self.controller_port, *filter(None, [self.mtls_port])):
-                if _port_in_use(port):
+                if port_in_use(port):
                     raise UserError(f"{HOST}:{port} is already in use (another Kafka?); stop it "
                                     "or choose other ports with SURPLUS_KAFKA_PORT")
             self._write_config()
@@ -422,18 +375,7 @@ class LocalKafka:
             time.sleep(0.2)
 
     def _last_words(self) -> str:
-        """The JVM's last output lines and the ERROR/FATAL lines Kafka logged since this start."""
-        output = _tail(self.logs_dir / "kafka.out", 3)
-        try:
-            with open(self.logs_dir / "server.log", "rb") as log:
-                log.seek(self._log_offset)
-                logged = log.read().decode(errors="replace").splitlines()
-        except OSError:
-            logged = []
-        errors = [_STAMP.sub("", line) for line in logged
-                  if " ERROR " in line or " FATAL " in line or _EXCEPTION.match(line)][-3:]
-        tail = " | ".join(line.strip() for line in output + errors)
-        return f"{tail or 'no output'} (logs in {self.logs_dir})"
+        return last_words(self.logs_dir, self._log_offset)
 
     def down(self, timeout_s: float = 30) -> bool:
         """Stop the broker: SIGTERM, then SIGKILL after `timeout_s`. False if it was not running."""

@@ -29,7 +29,8 @@ from schemas.events import CONTENT_TYPE
 from schemas.reasons import Reject
 from schemas.topics import Topics
 from surplus.kafka.admin import ensure_topics
-from surplus.kafka.local import LocalKafka, free_port
+from surplus.kafka.local import LocalKafka
+from surplus.kafka.ports import free_port
 from tests.services import unavailable
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]

@@ -16,7 +16,8 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from surplus.errors import UserError
-from surplus.kafka.local import LocalKafka, free_port
+from surplus.kafka.local import LocalKafka
+from surplus.kafka.ports import free_port
 from tests.services import unavailable
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
-from surplus.kafka.local import LocalKafka, free_port
+from surplus.kafka.local import LocalKafka
+from surplus.kafka.ports import free_port
 from tests.services import unavailable
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
