@@ -37,6 +37,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.clickhouse
+
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((REPO / "deploy" / "grafana" / "dashboards").glob("*.json"))
 

@@ -35,6 +35,8 @@ from schemas.events import (
 )
 from schemas.prices import PriceBook
 
+pytestmark = pytest.mark.clickhouse
+
 REPO = Path(__file__).resolve().parents[2]
 BASE = datetime(2025, 3, 10, 0, 0, tzinfo=UTC)
 MINUTES = 120  # capacity and power every 60 s for two hours

@@ -284,6 +284,7 @@ def test_cli_up_secure_is_idempotent_and_status_says_sasl_ssl(secure: LocalKafka
     assert secure.props_file.stat().st_mode & 0o077 == 0
 
 
+@pytest.mark.clickhouse
 def test_signed_events_end_to_end_agent_to_worker_over_sasl_ssl(
         secure: LocalKafka, acls: dict[str, str], store: Any, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
