@@ -23,7 +23,7 @@ def load_settings(config: Path | None) -> Any:
 
 @streams.command("worker")
 @click.option("--config", type=click.Path(path_type=Path, dir_okay=False, exists=True),
-              help="TOML file of worker settings: the variables below without SURPLUS_, in lower case "
+              help="TOML file of worker settings: the variables above without SURPLUS_, in lower case "
                    "(batch_max_events = 5000), the Kafka connection in [kafka] (bootstrap = ...); "
                    "environment variables win; an unknown key is refused.")
 @click.option("--loglevel", default="info", show_default=True,
@@ -39,7 +39,9 @@ def worker(config: Path | None, loglevel: str, migrate: bool) -> None:
 
     Settings (environment): KAFKA_BOOTSTRAP, CLICKHOUSE_URL, SURPLUS_TOPIC_PREFIX,
     SURPLUS_GROUP_ID, SURPLUS_PARTITIONS, SURPLUS_BATCH_MAX_EVENTS, SURPLUS_BATCH_MAX_WAIT_MS,
-    SURPLUS_PRICE_BOOK, SURPLUS_SIGNING_KEYS, SURPLUS_ALERT_RULES; Kafka security via
+    SURPLUS_PRICE_BOOK, SURPLUS_SIGNING_KEYS, SURPLUS_ALERT_RULES, SURPLUS_DEADLETTER_LIMIT (stop
+    without committing when more than this ratio of the last SURPLUS_DEADLETTER_WINDOW events are
+    rejected; defaults 0.5 and 10000); Kafka security via
     KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD,
     KAFKA_SSL_CAFILE, KAFKA_SSL_CERTFILE, KAFKA_SSL_KEYFILE. Precedence: environment, then the
     --config file, then defaults.
