@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from surplus.kafka.local import free_port
+from surplus.kafka.ports import free_port
 from surplus.kafka.scram import passwords
 from tests.services import unavailable
 
