@@ -154,7 +154,7 @@ def worker(bootstrap: str, prefix: str, n: int, client: object, url: str, data_d
 
 def served_store(path: Path, database: str) -> tuple[subprocess.Popen[str], str]:
     """`surplus store serve` on its own store and a free port: (process, writer URL)."""
-    from surplus.kafka.local import free_port
+    from surplus.kafka.ports import free_port
 
     proc = subprocess.Popen([sys.executable, "-m", "surplus.cli", "store", "serve", "--url",
                              f"chdb://{path}?database={database}", "--port", str(free_port())],

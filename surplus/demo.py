@@ -320,7 +320,7 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
         from surplus.store import connect
 
         client, target = connect(url)
-        report = build_report(client, target.database)
+        report: dict[str, Any] = dict(build_report(client, target.database))
         report["demo"] = {"published": progress.published, "processed": progress.processed,
                           "dead_letters": progress.dead, "dark_dc": progress.dark_dc, "dcs": dcs,
                           "speed": speed, "store": store, "served": redact(url) if server else None,
