@@ -53,8 +53,8 @@ def _summary(settings: AgentSettings) -> str:
             f"fsync {s.fsync}); signing {'on' if settings.signing_key_file else 'off'}")
 
 
-@click.command(name="agent", epilog=help_epilog(),
-               context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
+@click.group(name="agent", epilog=help_epilog(), invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
 @click.option("--config", "-c", "config", type=click.Path(path_type=Path, dir_okay=False),
               envvar="SURPLUS_AGENT_CONFIG", help="TOML config file (see below).")
 @click.option("--run-for", type=click.FloatRange(min=0), default=None,
@@ -64,15 +64,20 @@ def _summary(settings: AgentSettings) -> str:
 @click.option("--flush-timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="On stop, wait this long for deliveries; the rest stays in the spool.")
 @click.option("--check", is_flag=True, help="Validate the config, print a summary and exit.")
-def agent(config: Path | None, run_for: float | None, speed: float | None, flush_timeout: float,
-          check: bool) -> None:
+@click.pass_context
+def agent(ctx: click.Context, config: Path | None, run_for: float | None, speed: float | None,
+          flush_timeout: float, check: bool) -> None:
     """Run the data-center agent: collectors -> disk spool -> Kafka.
 
     Publishes a cpn.dc.v1 registration at start and daily, then capacity, power, job and
     heartbeat events on their cadences (SPEC §3). Every event is on disk before Kafka sees it
     and leaves the spool only when the broker acknowledged it; after an outage or a restart the
     spool is replayed in order, with the same event ids. SIGTERM stops it cleanly.
+
+    `surplus agent tally` prints the operator's own hourly tally of the job metering it sent.
     """
+    if ctx.invoked_subcommand is not None:
+        return
     settings = load_settings(config)
     if check:
         click.echo(f"config ok: {_summary(settings)}")
@@ -104,6 +109,55 @@ def agent(config: Path | None, run_for: float | None, speed: float | None, flush
         counts = runner.outbox.counts
         log.info("stopped: %d spooled, %d delivered, %d left in the spool%s", counts.spooled,
                  counts.delivered, runner.outbox.backlog, "" if done else " (flush timed out)")
+
+
+def _moment(text: str, end: bool) -> datetime:
+    """A UTC date (a whole day; `end` means the end of that day) or an RFC 3339 time."""
+    try:
+        if len(text) == 10:
+            day = datetime.fromisoformat(text).replace(tzinfo=UTC)
+            return day + timedelta(days=1) if end else day
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise UserError(f"{text!r} is not a date (YYYY-MM-DD) or an RFC 3339 time") from None
+    if t.tzinfo is None:
+        raise UserError(f"{text!r} has no zone: add Z or +08:00")
+    return t.astimezone(UTC)
+
+
+@agent.command("tally")
+@click.option("--from", "start", required=True, help="first UTC day (YYYY-MM-DD) or RFC 3339 time")
+@click.option("--to", "end", required=True, help="last UTC day, inclusive, or an RFC 3339 time (exclusive)")
+@click.option("--spool", "spool_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="the agent's spool directory (default: the config's spool.path)")
+@click.option("--config", "-c", "config", type=click.Path(path_type=Path, dir_okay=False),
+              envvar="SURPLUS_AGENT_CONFIG", help="the agent's TOML config, for its spool path")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="write here, not stdout")
+def tally(start: str, end: str, spool_dir: Path | None, config: Path | None, fmt: str,
+          out: Path | None) -> None:
+    """Print the operator's own tally: per DC, UTC hour and job, the ledger entries and the
+    device-seconds and energy (kWh) that the job events this agent sent add up to, rounded as
+    the platform's statements round them. Compare it with a statement file:
+    `surplus ledger verify FILE --tally TALLY`."""
+    from agents.tally import FILE_NAME, Tally, render
+
+    lo, hi = _moment(start, end=False), _moment(end, end=True)
+    if hi <= lo:
+        raise UserError("--to must be after --from")
+    directory = spool_dir or load_settings(config).spool.path
+    path = directory / FILE_NAME
+    if not path.exists():
+        raise UserError(f"no tally at {path}: has an agent with this spool sent job events?")
+    book = Tally(path)
+    try:
+        text = render(book.between(lo, hi), fmt)
+    finally:
+        book.close()
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,8 @@ unsent records to the publisher within a window of `max_in_flight` and serves de
 a delivered record is acknowledged in the spool; a record the broker can never take is given up
 (counted as `rejected`); any other failure purges the producer and rewinds the spool, so every
 undelivered record is sent again, in order, with the same bytes (duplicates allowed, no loss).
+With a `tally` (agents.tally), the job events read from the spool to be sent are recorded there
+first: the operator's own account of what it metered.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from agents.delivery import DeliveryError, OnDelivery
 from agents.records import CloudEvent, Record, to_record
 from agents.spool import Appended, Spool
+
+if TYPE_CHECKING:
+    from agents.tally import Tally
 
 log = logging.getLogger("agents.outbox")
 
@@ -47,9 +52,10 @@ class Outbox:
 
     def __init__(self, spool: Spool, publisher: Callable[[OnDelivery], Publisher], *,
                  max_in_flight: int = 20_000, retry_backoff_s: float = 1.0,
-                 cursor_save_s: float = 0.5,
+                 cursor_save_s: float = 0.5, tally: Tally | None = None,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.spool = spool
+        self.tally = tally
         self.publisher = publisher(self._delivered)
         self.max_in_flight = max_in_flight
         self.retry_backoff_s = retry_backoff_s
@@ -122,6 +128,7 @@ class Outbox:
                 self._pending.extend(self.spool.read(min(5000, self.max_in_flight - self._in_flight)))
                 if not self._pending:
                     break
+                self._record(self._pending)
             rec = self._pending[0]
             self._in_flight += 1  # before send: a report may come back synchronously
             if not self.publisher.send(rec):
@@ -137,6 +144,14 @@ class Outbox:
             self.spool.save_cursor()
             self._saved_at = now
         return sent
+
+    def _record(self, records: Sequence[Record]) -> None:
+        if self.tally is None:
+            return
+        try:
+            self.tally.record(records)
+        except Exception as exc:  # the tally is the operator's check; it never stops metering
+            log.error("could not record job events in the tally %s: %s", self.tally.path, exc)
 
     def wait(self, timeout_s: float) -> None:
         """Block up to `timeout_s` serving delivery reports (the idle part of a loop)."""
@@ -166,4 +181,6 @@ class Outbox:
         done = self.drain(timeout_s)
         self.publisher.close(min(1.0, timeout_s))
         self.spool.close()
+        if self.tally is not None:
+            self.tally.close()
         return done

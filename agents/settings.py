@@ -88,6 +88,7 @@ class SpoolSettings(Section):
     fsync_interval_ms: int = Field(200, ge=0, description="batch policy: fsync at most this often")
     overflow: Literal["drop_oldest_telemetry"] = Field(
         "drop_oldest_telemetry", description="when full: drop oldest telemetry, never job metering")
+    tally: bool = Field(True, description="keep the operator's hourly tally (tally.sqlite in the spool dir)")
 
 
 def _catalogue_id(value: str | None) -> str | None:

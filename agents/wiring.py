@@ -42,10 +42,15 @@ def build_outbox(kafka: KafkaSettings, spool: SpoolSettings, *, signing_key_file
     if kafka.create_topics:
         ensure_topics(kafka)
     name = client_id or f"surplus-agent-{dc_id}"
+    tally = None
+    if spool.tally:
+        from agents.tally import open_tally
+
+        tally = open_tally(spool.path)
     return Outbox(build_spool(spool),
                   lambda on_delivery: KafkaPublisher(kafka, on_delivery=on_delivery,
                                                      client_id=name, signer=signer),
-                  max_in_flight=kafka.max_in_flight_events)
+                  max_in_flight=kafka.max_in_flight_events, tally=tally)
 
 
 def simulator_for(d: SimDC, intervals: Intervals, start: datetime) -> SimulatorCollector:

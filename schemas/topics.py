@@ -12,6 +12,7 @@ from schemas import registry
 
 DEFAULT_PREFIX = "cpn."
 DEADLETTER = "deadletter"
+RESTATEMENTS = "restatements"  # cpn.restatement.v1, from `surplus ledger close` (SPEC §4.1)
 
 # event type -> topic name (without prefix); the registry's map, updated when a type is added
 TOPIC_OF_TYPE = registry.TOPIC_OF_TYPE

@@ -7,7 +7,9 @@ event from its `source` and `data.dc_id` (they must agree) and checks the signat
 missing or unreadable: the schema check rejects such an event later anyway).
 
 `python -m streams.signing keygen --key-id K --dc-id D [--alg ed25519]` prints a DC key file
-and the registry entry that goes with it.
+and the registry entry that goes with it; `python -m streams.signing statement-key --key-id K
+--key-file PATH` creates the platform's statement key (streams.statement_key) and prints its
+public key.
 """
 
 from __future__ import annotations
@@ -147,7 +149,22 @@ def main(argv: list[str] | None = None) -> None:
     gen.add_argument("--dc-id", required=True)
     gen.add_argument("--alg", choices=["hmac-sha256", "ed25519"], default="hmac-sha256")
     gen.add_argument("--key-file", type=Path, help="write the key file here (mode 0600)")
+    stmt = sub.add_parser("statement-key", help="create the platform's Ed25519 statement key file")
+    stmt.add_argument("--key-id", default="statements-1")
+    stmt.add_argument("--key-file", type=Path, help="where (default: $SURPLUS_STATEMENT_KEY or "
+                      "var/keys/statement-key.toml); never overwritten")
     args = parser.parse_args(argv)
+    if args.command == "statement-key":
+        from streams.statement_key import default_path, write_key_file
+
+        path = args.key_file or default_path()
+        try:
+            key = write_key_file(path, args.key_id)
+        except UserError as exc:
+            parser.exit(2, f"python -m streams.signing: error: {exc}\n")
+        print(f"# statement key {key.key_id} written to {path}; its public key:")
+        print(key.public_pem(), end="")
+        return
     if args.command == "fleet-keys":
         print(fleet_keys(args.dir, args.dc_ids))
         return

@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "forecast": ("surplus.dispatch.cli:forecast", "Forecast idle devices per pool and hour; backtest it."),
     "grafana": ("surplus.grafana:grafana", "Publish datasource, dashboards and alerts to Grafana."),
     "kafka": ("surplus.kafka.cli:kafka", "The local Apache Kafka broker (KRaft) for machines without a cluster."),
-    "ledger": ("streams.ledger_cli:ledger", "The accounting ledger: reconcile entries with raw job totals."),
+    "ledger": ("streams.ledger_cli:ledger", "The ledger: reconcile, signed hourly statements, verify, invoices."),
     "place": ("surplus.dispatch.cli:place", "The dispatcher's question: ranked offers of sellable capacity."),
     "report": ("surplus.report:report", "National, hub and DC surplus, green share and top tenants."),
     "store": ("surplus.chserver.cli:store", "The embedded store served over ClickHouse's HTTP interface."),

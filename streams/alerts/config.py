@@ -161,9 +161,16 @@ class UnpricedUsage(RuleBase):
     clear_after_s: Seconds = 3600.0
 
 
+class LedgerRestated(RuleBase):
+    """A closed hour's statement was restated (late data): one firing alert per restatement,
+    sent by `surplus ledger close` when it issues the new version (it never resolves)."""
+
+    kind: Literal["ledger_restated"]
+
+
 Rule = Annotated[
     DcSilent | GreenShareBelow | PueAbove | SurplusAbove | SurplusBelow | DeadletterRateAbove
-    | UnpricedUsage,
+    | UnpricedUsage | LedgerRestated,
     Field(discriminator="kind"),
 ]
 
@@ -175,6 +182,7 @@ DEFAULT_NAMES = {
     "surplus_below": "SurplusBelow",
     "deadletter_rate_above": "DeadletterRateAbove",
     "unpriced_usage": "UnpricedUsage",
+    "ledger_restated": "LedgerRestated",
 }
 
 
