@@ -236,7 +236,7 @@ def verify_cmd(file: Path, pubkey: Path | None, tally: Path | None) -> None:
         return
     for d in diffs:
         click.echo(f"differs {d.line()}")
-    raise UserError(f"{len(diffs)} hours differ between the statements and the tally", exit_code=1)
+    raise UserError(f"{len(diffs)} hour(s) differ between the statements and the tally", exit_code=1)
 
 
 def _read(path: Path) -> str:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +107,56 @@ def test_demo_report_equals_the_published_events(kafka_bootstrap: str, topic_pre
     fp16 = [row["idle_pflops_fp16"] for row in national.values()]
     assert math.isclose(report["national"]["range"]["fp16"]["min"], min(fp16), rel_tol=1e-9)
     assert math.isclose(report["national"]["range"]["fp16"]["max"], max(fp16), rel_tol=1e-9)
+
+    # the demo's ledger closed into signed statements: each party's check holds (issue #19)
+    check_statements_against_the_tally(tmp_path, env, events)
+
+
+def check_statements_against_the_tally(tmp_path: Path, env: dict[str, str], events: list[dict[str, Any]]) -> None:
+    """Close the demo's ledger, export two DCs' statements with entries, and verify them offline
+    with the statement key and against the operator's tally kept beside the demo's spool; a
+    planted difference in the tally is found, hour by hour."""
+    workdir = tmp_path / "demo"
+    env = {**env, "SURPLUS_VAR_DIR": str(tmp_path / "var"), "CLICKHOUSE_URL": f"chdb://{workdir / 'chdb'}"}
+
+    def surplus(*args: str, module: str = "surplus.cli") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=300, check=False)
+
+    key = tmp_path / "statement-key.toml"
+    assert surplus("statement-key", "--key-file", str(key), module="streams.signing").returncode == 0
+    closed = surplus("ledger", "close", "--key-file", str(key), "--grace-s", "0")
+    assert closed.returncode == 0 and " closed, 0 restated" in closed.stdout, closed.stderr[-2000:]
+    pem = tmp_path / "statements.pem"
+    pem.write_text(surplus("ledger", "pubkey", "--key-file", str(key)).stdout)
+    jobs = sorted({e["data"]["dc_id"] for e in events if e["type"] == "cpn.job.v1"})
+    assert jobs
+    times = [e["time"] for e in events if e["type"] == "cpn.job.v1"]
+    first, last = min(times)[:10], max(times)[:10]
+    tally = tmp_path / "tally.csv"
+    made = surplus("agent", "tally", "--spool", str(workdir / "spool"), "--from", first, "--to", last,
+                   "--out", str(tally))
+    assert made.returncode == 0, made.stderr[-2000:]
+    for dc in (jobs[0], jobs[-1]):
+        statement = tmp_path / f"{dc}.json"
+        done = surplus("ledger", "statement", "--dc", dc, "--from", first, "--to", last, "--entries",
+                       "--out", str(statement))
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert len(json.loads(statement.read_text())["statements"]) >= 1
+        verified = surplus("ledger", "verify", str(statement), "--pubkey", str(pem), "--tally", str(tally))
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        assert "tally matches every hour" in verified.stdout
+
+    # a planted difference: the operator's tally says one job used 10 more device-seconds
+    rows = tally.read_text().splitlines()
+    index = next(i for i, row in enumerate(rows) if row.startswith(f"{dc},"))
+    cells = rows[index].split(",")
+    cells[4] = f"{Decimal(cells[4]) + 10:.3f}"
+    rows[index] = ",".join(cells)
+    planted = tmp_path / "planted.csv"
+    planted.write_text("\n".join(rows) + "\n")
+    found = surplus("ledger", "verify", str(statement), "--pubkey", str(pem), "--tally", str(planted))
+    assert found.returncode == 1, found.stdout + found.stderr
+    (line,) = [x for x in found.stdout.splitlines() if x.startswith("differs ")]
+    assert line.startswith(f"differs {cells[1]}: platform ") and f"jobs {cells[2]}" in line
+    assert "1 hour(s) differ" in found.stderr
