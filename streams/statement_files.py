@@ -2,8 +2,8 @@
 them offline (digests, hashes, signatures, the chain). Pure: text and values in and out.
 
 JSON is one object `{"dc_id", "key_id", "statements": [...]}`, the statements in chain order, each
-with every cpn.ledger_statements column (decimal figures as strings with exactly 3, 6 and 4
-decimals, `version` as an integer, times RFC 3339 UTC). With entries, a statement's `entries`
+with every cpn.ledger_statements column (numbers as strings: `version` and `entries` as whole
+numbers, the figures with exactly 3, 6 and 4 decimals; times RFC 3339 UTC). With entries, a statement's `entries`
 is the list of the hour's entries (`entry_id`, `device_seconds`, `energy_kwh`, `amount_cny`
 strings) rather than their count (the count is the list's length). CSV has the same columns,
 one statement a row; with entries a first column `record` says `statement` or `entry`, and an

@@ -169,9 +169,9 @@ class Statement:
         return hash_input(self.dc_id, self.hour, self.version, self.totals, self.entries_digest,
                           self.prev_hash)
 
-    def as_strings(self) -> dict[str, str | int]:
+    def as_strings(self) -> dict[str, str]:
         """Every column, numbers as strings in the SPEC formats, times RFC 3339 UTC."""
-        return {"dc_id": self.dc_id, "hour": hour_text(self.hour), "version": self.version,
+        return {"dc_id": self.dc_id, "hour": hour_text(self.hour), "version": str(self.version),
                 "reason": self.reason, **self.totals.as_strings(),
                 "entries_digest": self.entries_digest, "prev_hash": self.prev_hash,
                 "hash": self.hash, "key_id": self.key_id, "signature": self.signature,

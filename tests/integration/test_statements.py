@@ -315,7 +315,7 @@ def test_a_late_job_event_restates_the_hour(closed: Any, key_file: Path, tmp_pat
     code, text = _verify(doc_path, pem, capsys)
     assert code == 0, text
     doc = json.loads(doc_path.read_text())
-    assert [(s["hour"], s["version"]) for s in doc["statements"]][-1] == (hour, 2)
+    assert [(s["hour"], s["version"]) for s in doc["statements"]][-1] == (hour, "2")
     assert isinstance(doc["statements"][-1]["entries"], list)
 
 
