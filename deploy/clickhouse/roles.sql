@@ -52,7 +52,8 @@ GRANT
     SELECT ON cpn.hub_green_hourly,
     SELECT ON cpn.national_green_hourly,
     SELECT ON cpn.ledger,
-    SELECT ON cpn.tenant_usage_daily TO cpn_province_reader;
+    SELECT ON cpn.tenant_usage_daily,
+    SELECT ON cpn.ledger_statements TO cpn_province_reader;
 
 -- Every limit has a MIN as well as a MAX: 0 means "unlimited" to ClickHouse and passes a bare MAX.
 CREATE SETTINGS PROFILE OR REPLACE cpn_analyst_limits
@@ -79,7 +80,8 @@ CREATE ROW POLICY OR REPLACE cpn_all_rows ON
     cpn.datacenters,
     cpn.pool_minute_state,
     cpn.dc_surplus_minute,
-    cpn.dc_green_hourly
+    cpn.dc_green_hourly,
+    cpn.ledger_statements
     FOR SELECT USING 1 AS PERMISSIVE TO ALL;
 
 -- Guizhou (CN-GZ). For another province set, copy this block and change the role name and the
@@ -101,7 +103,8 @@ CREATE ROW POLICY OR REPLACE cpn_province_cn_gz ON
     cpn.power_samples,
     cpn.heartbeats,
     cpn.job_events,
-    cpn.ledger_entries
+    cpn.ledger_entries,
+    cpn.ledger_statements
     FOR SELECT USING dc_id IN (SELECT dc_id FROM cpn.registrations WHERE province IN ('CN-GZ'))
     AS RESTRICTIVE TO cpn_province_cn_gz;
 
