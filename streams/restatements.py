@@ -36,16 +36,21 @@ def event(r: Restated) -> dict[str, Any]:
 
 
 def publish(bootstrap: str, prefix: str, restated: Sequence[Restated], *,
-            partitions: int = 3, timeout_s: float = 30.0) -> int:
+            timeout_s: float = 30.0) -> int:
     """Publish one event per restatement (key = dc_id); return how many were delivered."""
     if not restated:
         return 0
     from confluent_kafka import KafkaException, Producer
 
-    from surplus.kafka_admin import client_config, ensure_topics
+    from surplus.kafka.admin import client_config, ensure_topics
 
     topic = Topics(prefix).name(RESTATEMENTS)
-    ensure_topics(bootstrap, [topic], partitions=partitions, timeout_s=min(timeout_s, 15))
+    try:
+        ensure_topics(bootstrap, [topic], timeout_s=min(timeout_s, 15))
+        config = client_config(bootstrap, {"enable.idempotence": True, "acks": "all",
+                                           "message.timeout.ms": int(timeout_s * 1000)})
+    except ValueError as exc:  # KAFKA_* security settings that do not fit together
+        raise UserError(f"Kafka settings: {exc}") from None
     failures: list[str] = []
     delivered = 0
 
@@ -57,8 +62,7 @@ def publish(bootstrap: str, prefix: str, restated: Sequence[Restated], *,
             failures.append(str(err))
 
     try:
-        producer = Producer(client_config(bootstrap, {"enable.idempotence": True, "acks": "all",
-                                                      "message.timeout.ms": int(timeout_s * 1000)}))
+        producer = Producer(config)
         for r in restated:
             value = json.dumps(event(r), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
             producer.produce(topic, value, key=r.new.dc_id.encode("utf-8"),
