@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
-from agents.records import JOB, Record, to_ms
+from agents.records import JOB, Record
 
 log = logging.getLogger("agents.tally")
 FILE_NAME = "tally.sqlite"
@@ -103,15 +103,13 @@ def hourly(events: Iterable[Sent]) -> list[HourlyJob]:
     return [HourlyJob(dc, hour, job, n, s, kwh) for (dc, hour, job), (n, s, kwh) in sorted(sums.items())]
 
 
-def parse_job(value: bytes) -> Sent | None:
-    """The tally's view of a spooled job event's bytes (None if they are not a job event)."""
+def parse_job(rec: Record) -> Sent | None:
+    """The tally's view of a spooled job event (None if its bytes are not a job event); the event
+    time is the record's own (`time_ms`, what the spool keeps beside the bytes)."""
     try:
-        event = json.loads(value)
-        d = event["data"]
-        t = datetime.fromisoformat(str(event["time"]))
-        return Sent(str(d["dc_id"]), str(d["job_id"]), int(d["seq"]),
-                    to_ms(t), float(d["device_seconds_total"]),
-                    float(d["energy_kwh_total"]))
+        d = json.loads(rec.value)["data"]
+        return Sent(str(d["dc_id"]), str(d["job_id"]), int(d["seq"]), rec.time_ms,
+                    float(d["device_seconds_total"]), float(d["energy_kwh_total"]))
     except (ValueError, KeyError, TypeError):
         return None
 
@@ -129,7 +127,7 @@ class Tally:
 
     def record(self, records: Sequence[Record]) -> int:
         """Keep the job events among `records`; return how many were job events."""
-        sent = [s for r in records if r.kind == JOB and (s := parse_job(r.value)) is not None]
+        sent = [s for r in records if r.kind == JOB and (s := parse_job(r)) is not None]
         if sent:
             with self._db:
                 self._db.execute("BEGIN")
