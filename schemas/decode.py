@@ -1,30 +1,34 @@
-"""decode(raw, now) -> Event | Reject: every validation rule of SPEC §3, in its order. Pure.
+"""decode(raw, now, headers) -> Event | Reject: every validation rule of SPEC §3, in its order. Pure.
 
-The checks run in the contract's order and the first failure names the reason: too_large,
-undecodable, bad_signature (only when a verifier is given), unknown_type, schema, inconsistent,
-future_time, unknown_device_model. counter_regression needs per-job state and is the ledger's.
+Both content modes of the CloudEvents Kafka binding (schemas/binding.py) decode to the same event
+and the same dedup identity (`source` + `id`). The checks run in the contract's order and the
+first failure names the reason: too_large (value plus headers), undecodable, bad_signature (only
+when a verifier is given), unknown_type, schema, inconsistent, future_time, unknown_device_model
+(capacity events only). counter_regression needs per-job state and is the ledger's.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Final
 
 from pydantic import ValidationError
 
 from schemas import registry
+from schemas import binding
+from schemas.binding import Headers, Mode, Unsupported
 from schemas.catalogue import Catalogue, load_catalogue
 from schemas.events import (
     MAX_DEVICES,
     CapacityEvent,
     Event,
-    JobEvent,
     PowerEvent,
 )
 from schemas.reasons import Reason, Reject
+from schemas.signing import binary_signing_input
 
 MAX_BYTES: Final = 64 * 1024
 FUTURE_TOLERANCE: Final = timedelta(seconds=300)
@@ -38,7 +42,9 @@ class _Unchecked:
 
 UNCHECKED: Final = _Unchecked()
 
-# (raw value bytes, message headers, decoded JSON object) -> None when genuine, else why not
+# (signing input, message headers, the event as a JSON object) -> None when genuine, else why
+# not. The signing input is the value in structured mode and the canonical form of the `ce_`
+# headers and the value in binary mode (schemas/signing.py).
 Verifier = Callable[[bytes, Mapping[str, bytes], dict[str, object]], str | None]
 
 
@@ -47,13 +53,27 @@ def decode(
     *,
     now: datetime,
     key: bytes | str | _Unchecked | None = UNCHECKED,
-    headers: Mapping[str, bytes] | None = None,
+    headers: Headers | None = None,
     verifier: Verifier | None = None,
     catalogue: Catalogue | None = None,
 ) -> Event | Reject:
-    """Validate one message value; return the event, or the first rule it breaks."""
-    if len(raw) > MAX_BYTES:
-        return Reject(Reason.TOO_LARGE, f"{len(raw)} bytes, the limit is {MAX_BYTES}")
+    """Validate one Kafka message (value, key, headers); return the event or the first rule it breaks.
+
+    `headers` are the record's headers as (name, value) pairs (or a mapping); they choose the
+    content mode. Without headers the value is a structured-mode event.
+    """
+    items = binding.header_items(headers)
+    mode: Mode | Unsupported = Mode.STRUCTURED
+    size = len(raw)
+    if items:
+        size, mode = binding.inspect(raw, items)
+    if size > MAX_BYTES:
+        return Reject(Reason.TOO_LARGE, f"{size} bytes of value and headers, the limit is {MAX_BYTES}")
+    if mode is Mode.BINARY:
+        return _binary(raw, items, now, key, verifier, catalogue)
+    if isinstance(mode, Unsupported):
+        return Reject(Reason.UNDECODABLE, f"event format {mode.media_type!r} is not supported "
+                                          f"(structured mode is {binding.JSON_FORMAT})")
     if verifier is None:
         # fast path: pydantic's own JSON parser validates in one pass; anything it refuses takes
         # the slow path below, which names the reason in the contract's order
@@ -67,9 +87,58 @@ def decode(
     if isinstance(obj, Reject):
         return obj
     if verifier is not None:
-        why = verifier(raw, headers or {}, obj)
+        why = verifier(raw, dict(items), obj)  # type: ignore[arg-type]
         if why is not None:
             return Reject(Reason.BAD_SIGNATURE, why)
+    return _validated(obj, now, key, catalogue)
+
+
+def _binary(
+    raw: bytes,
+    items: Sequence[tuple[str, bytes | None]],
+    now: datetime,
+    key: bytes | str | _Unchecked | None,
+    verifier: Verifier | None,
+    catalogue: Catalogue | None,
+) -> Event | Reject:
+    """Binary content mode: the attributes are `ce_` headers, the value is `data`."""
+    found = binding.attributes(items)
+    if found.undecodable is not None:
+        return Reject(Reason.UNDECODABLE, found.undecodable)
+    data = _json_object(raw)
+    if isinstance(data, Reject):
+        return Reject(data.reason, f"value (data): {data.detail}")
+    obj: dict[str, object] = dict(found.values)
+    reserved = "data" in obj
+    obj["data"] = data
+    if verifier is not None:
+        signing_input = binary_signing_input(items, raw)
+        if isinstance(signing_input, str):
+            return Reject(Reason.BAD_SIGNATURE, signing_input)
+        why = verifier(signing_input, dict(items), obj)  # type: ignore[arg-type]
+        if why is not None:
+            return Reject(Reason.BAD_SIGNATURE, why)
+    if found.duplicate is not None:
+        return _unknown_type(obj) or Reject(
+            Reason.SCHEMA, f"{found.duplicate}: the attribute is given twice in the headers")
+    if reserved:
+        return _unknown_type(obj) or Reject(Reason.SCHEMA, "data: ce_data is not an attribute "
+                                                           "(the value is the data)")
+    return _validated(obj, now, key, catalogue)
+
+
+def _unknown_type(obj: dict[str, object]) -> Reject | None:
+    event_type = obj.get("type")
+    if isinstance(event_type, str) and event_type in registry.EVENT_TYPES:
+        return None
+    return Reject(Reason.UNKNOWN_TYPE, f"type {_short(event_type)} is not a known event type")
+
+
+def _validated(
+    obj: dict[str, object], now: datetime, key: bytes | str | _Unchecked | None,
+    catalogue: Catalogue | None,
+) -> Event | Reject:
+    """The checks from `unknown_type` on, over an event as a JSON object."""
     event_type = obj.get("type")
     model = registry.EVENT_TYPES.get(event_type) if isinstance(event_type, str) else None
     if model is None:
@@ -93,13 +162,13 @@ def _checked(
     if event.time - now > FUTURE_TOLERANCE:
         ahead = (event.time - now).total_seconds()
         return Reject(Reason.FUTURE_TIME, f"time is {ahead:.0f} s ahead of the receiver's clock")
-    if isinstance(event, CapacityEvent | JobEvent):
-        data = event.data
-        has_peak = isinstance(event, CapacityEvent) and event.data.peak_tflops_per_device is not None
-        if not has_peak and data.device_model not in (catalogue or load_catalogue()):
+    # capacity only: job events are metered for any model, priced from the price book (§3, §4)
+    if isinstance(event, CapacityEvent) and event.data.peak_tflops_per_device is None:
+        model = event.data.device_model
+        if model not in (catalogue or load_catalogue()):
             return Reject(
                 Reason.UNKNOWN_DEVICE_MODEL,
-                f"device_model {data.device_model!r} is not in the catalogue and no peak is given",
+                f"device_model {model!r} is not in the catalogue and no peak is given",
             )
     return event
 

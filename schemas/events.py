@@ -10,16 +10,29 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    WithJsonSchema,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
+from schemas.attributes import (
+    ATTRIBUTE_NAME_PATTERN,
+    FINITE_MAX,
+    JSON_MEDIA_TYPE_PATTERN,
+    URI_PATTERN,
+    ExtensionValue,
+    bad_attribute_name,
+    integral,
+    matching,
+    string,
+)
 from schemas.hubs import HUB_IDS, HubId
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
@@ -35,18 +48,24 @@ MAX_TOTAL = 1e12  # device-seconds (about 31,700 device-years) or kWh in one cou
 MIN_YEAR, MAX_YEAR = 1970, 9999  # later than now + 300 s is `future_time`, checked after the schema
 
 Ident = Annotated[str, Field(pattern=ID_PATTERN)]
-NonNegInt = Annotated[int, Field(ge=0, le=INT64_MAX)]
-Count32 = Annotated[int, Field(ge=0, le=UINT32_MAX)]
-NonNegFloat = Annotated[float, Field(ge=0)]
+# counts and integers: a JSON number with a zero fractional part is that integer (SPEC §3)
+NonNegInt = integral(0, INT64_MAX)
+Count32 = integral(0, UINT32_MAX)
+Count = integral(0)
+IntervalS = integral(1, 3600)
+NonNegFloat = Annotated[float, Field(ge=0, le=FINITE_MAX)]
 Total = Annotated[float, Field(ge=0, le=MAX_TOTAL)]
 Ratio = Annotated[float, Field(ge=0, le=1)]
-IntervalS = Annotated[int, Field(ge=1, le=3600)]
 Text = Annotated[str, Field(min_length=1, max_length=200)]
 
-
-_RFC3339 = re.compile(
-    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})?"
-)
+# RFC 3339 date-time with a zone, years 1970..9999 ([0-9], not \d: no other scripts' digits).
+# The day of the month is checked against the calendar when parsed (2026-02-30 is refused).
+_DAY = r"((?:19[7-9][0-9]|[2-9][0-9]{3})-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01]))"
+_CLOCK = r"((?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9])(?:\.([0-9]{1,9}))?"
+_ZONE = r"([Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+TIME_PATTERN = f"^{_DAY}[Tt ]{_CLOCK}{_ZONE}$"
+_RFC3339 = re.compile(TIME_PATTERN)
+_RFC3339_NO_ZONE = re.compile(f"^{_DAY}[Tt ]{_CLOCK}$")
 
 
 def _rfc3339(value: object) -> datetime:
@@ -54,12 +73,13 @@ def _rfc3339(value: object) -> datetime:
     if isinstance(value, datetime):
         parsed = value
     elif isinstance(value, str):
-        match = _RFC3339.fullmatch(value) if len(value) <= 40 else None
-        if match is None:
-            raise ValueError("not an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.frac]Z or +HH:MM)")
+        match = _RFC3339.match(value) if len(value) <= 40 else None
+        if match is None or match.end() != len(value):
+            if len(value) <= 40 and _RFC3339_NO_ZONE.fullmatch(value):
+                raise ValueError("time has no zone")
+            raise ValueError("not an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS[.frac]Z or +HH:MM, "
+                             f"years {MIN_YEAR}..{MAX_YEAR})")
         day, clock, fraction, zone = match.groups()
-        if zone is None:
-            raise ValueError("time has no zone")
         text = f"{day}T{clock}{'.' + (fraction + '00000')[:6] if fraction else ''}{'+00:00' if zone in 'Zz' else zone}"
         try:
             parsed = datetime.fromisoformat(text)
@@ -74,7 +94,11 @@ def _rfc3339(value: object) -> datetime:
     return parsed
 
 
-EventTime = Annotated[datetime, BeforeValidator(_rfc3339)]
+EventTime = Annotated[
+    datetime,
+    BeforeValidator(_rfc3339),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": TIME_PATTERN}),
+]
 
 
 class Strict(BaseModel):
@@ -113,9 +137,9 @@ class Capacity(Strict):
     pool_id: Ident
     device_model: Ident
     # unbounded here: `devices_total <= 10_000_000` is a cross-field rule (`inconsistent`)
-    devices_total: Annotated[int, Field(ge=0)]
-    devices_online: Annotated[int, Field(ge=0)]
-    devices_allocated: Annotated[int, Field(ge=0)]
+    devices_total: Count
+    devices_online: Count
+    devices_allocated: Count
     busy_ratio: Ratio | None = None
     interval_s: IntervalS
     peak_tflops_per_device: PeakTflops | None = None
@@ -154,6 +178,13 @@ class Job(Strict):
     energy_kwh_total: Total
     status: Literal["succeeded", "failed", "cancelled"] | None = None
 
+    model_config = ConfigDict(json_schema_extra={
+        # the rule of `_status_only_at_end`, for validators in other languages
+        "if": {"properties": {"phase": {"const": "end"}}},
+        "then": {"required": ["status"], "properties": {"status": {"type": "string"}}},
+        "else": {"properties": {"status": {"type": "null"}}},
+    })
+
     @model_validator(mode="after")
     def _status_only_at_end(self) -> Job:
         if self.phase == "end" and self.status is None:
@@ -177,12 +208,36 @@ class Heartbeat(Strict):
 # --- envelope -----------------------------------------------------------------------------
 
 
+def _envelope_json_schema(schema: dict[str, Any]) -> None:
+    # extension attributes: any name CloudEvents allows, with a value of its type system
+    schema["propertyNames"] = {"pattern": ATTRIBUTE_NAME_PATTERN}
+
+
 class _Envelope(Strict):
+    """The CloudEvents 1.0 context attributes (SPEC §3). `subject`, `dataschema` and extension
+    attributes (e.g. `traceparent`) are accepted and ignored; `datacontenttype` defaults to
+    `application/json`."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra=_envelope_json_schema)
+    __pydantic_extra__: dict[str, ExtensionValue] = Field(init=False)  # type: ignore[assignment]
+
     specversion: Literal["1.0"]
-    id: Annotated[str, Field(min_length=1, max_length=128)]
+    id: string(1, 128)  # type: ignore[valid-type]
     source: Annotated[str, Field(pattern=r"^//cpn/dc/[a-z0-9][a-z0-9._-]{0,62}$")]
     time: EventTime
-    datacontenttype: Literal["application/json"]
+    datacontenttype: matching(JSON_MEDIA_TYPE_PATTERN, "application/json") | None = None  # type: ignore[valid-type]
+    dataschema: matching(URI_PATTERN, "an absolute URI (RFC 3986)") | None = None  # type: ignore[valid-type]
+    subject: string(1) | None = None  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _extension_names(self) -> _Envelope:
+        extra = self.__pydantic_extra__
+        if extra:
+            for name in extra:
+                why = bad_attribute_name(name)
+                if why is not None:
+                    raise PydanticCustomError("attribute_name", why)
+        return self
 
     @property
     def source_dc(self) -> str:

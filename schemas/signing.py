@@ -1,11 +1,30 @@
-"""Event signatures: a DC's key, the signature header over the exact value bytes, the key registry
-and `verify`. Pure, except the small TOML reads in `load_signing_key` and `KeyRegistry.load`.
+"""Event signatures: a DC's key, the signature header over the exact bytes of the event, the key
+registry and `verify`. Pure, except the small TOML reads in `load_signing_key` and `KeyRegistry.load`.
 
 Header `surplus-signature: v1;kid=<key id>;alg=<hmac-sha256|ed25519>;sig=<base64url, no padding>`
-where `sig` is HMAC-SHA256(secret, value) or Ed25519-sign(seed, value) over the message value
-bytes exactly as produced (no re-serialisation). The registry (what workers hold) maps key ids
-to their DC, algorithm, key material and validity window; during a rollover two keys of a DC
-are valid at once.
+where `sig` is HMAC-SHA256(secret, M) or Ed25519-sign(seed, M) over the signing input M:
+
+- **structured mode** (the value is the whole event): M is the message value, byte for byte as
+  produced (no re-serialisation).
+- **binary mode** (attributes in `ce_` headers, the value is `data`): M covers every attribute
+  header and the value, in this canonical form (`binary_signing_input`)::
+
+      M = "cloudevents-kafka-binary/1\n"
+          + for each signed header, sorted by name (bytewise): name + ":" + value + "\n"
+          + "\n"
+          + value
+
+  The signed headers are every header whose name starts with `ce_`, and `content-type` (the
+  `datacontenttype` attribute; matched in any case, written lowercase). Names and values are
+  the header bytes exactly as sent (UTF-8); no trimming, no re-encoding. A signed header given
+  twice, a name with `:` or a line break, or a value with a line break cannot be signed (the
+  form would be ambiguous) and fails verification. Other headers (`surplus-signature` itself,
+  tracing headers without `ce_`) are not covered. Example, the headers `ce_id: a1`,
+  `ce_specversion: 1.0`, `content-type: application/json` and the value `{"dc_id":"x"}` give
+  ``cloudevents-kafka-binary/1\nce_id:a1\nce_specversion:1.0\ncontent-type:application/json\n\n{"dc_id":"x"}``.
+
+The registry (what workers hold) maps key ids to their DC, algorithm, key material and validity
+window; during a rollover two keys of a DC are valid at once.
 """
 
 from __future__ import annotations
@@ -16,7 +35,7 @@ import hashlib
 import hmac
 import re
 import tomllib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -31,6 +50,7 @@ DC_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 MIN_HMAC_SECRET_BYTES: Final = 32
 ED25519_BYTES: Final = 32
 MAX_HEADER_BYTES: Final = 256
+BINARY_PREFIX: Final = b"cloudevents-kafka-binary/1\n"
 
 
 class SigningKeyError(ValueError):
@@ -150,6 +170,38 @@ def sign(value: bytes, key: SigningKey) -> tuple[str, bytes]:
         sig = Ed25519PrivateKey.from_private_bytes(key.secret).sign(value)
     text = base64.urlsafe_b64encode(sig).rstrip(b"=").decode("ascii")
     return SIGNATURE_HEADER, f"{VERSION};kid={key.key_id};alg={key.alg};sig={text}".encode("ascii")
+
+
+def binary_signing_input(headers: Sequence[tuple[str, bytes | None]], value: bytes) -> bytes | str:
+    """The bytes a binary-mode signature covers (the module's canonical form), or why the headers
+    cannot be signed. `headers` are the message's headers in any order; others than `ce_*` and
+    `content-type` are left out."""
+    signed: dict[bytes, bytes] = {}
+    for name, header_value in headers:
+        if name.startswith("ce_"):
+            key = name.encode("utf-8", "surrogateescape")
+        elif name.lower() == "content-type":
+            key = b"content-type"
+        else:
+            continue
+        raw = header_value or b""
+        if key in signed:
+            return f"header {_short(name)} appears twice"
+        if b":" in key or b"\n" in key or b"\r" in key:
+            return f"header name {_short(name)} cannot be signed (':' or a line break)"
+        if b"\n" in raw:
+            return f"header {_short(name)} has a line break in its value"
+        signed[key] = raw
+    lines = b"".join(k + b":" + signed[k] + b"\n" for k in sorted(signed))
+    return BINARY_PREFIX + lines + b"\n" + value
+
+
+def sign_binary(headers: Sequence[tuple[str, bytes | None]], value: bytes, key: SigningKey) -> tuple[str, bytes]:
+    """The signature header of a binary-mode message (its `ce_` headers, content-type, value)."""
+    signing_input = binary_signing_input(headers, value)
+    if isinstance(signing_input, str):
+        raise ValueError(f"cannot sign these headers: {signing_input}")
+    return sign(signing_input, key)
 
 
 # --- the verifying side (workers) -------------------------------------------------------------

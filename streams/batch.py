@@ -153,7 +153,7 @@ def process(
             record.value,
             now=now,
             key=record.key,
-            headers=dict(record.headers) if verifier is not None else None,
+            headers=record.headers,  # the content mode (structured or binary) and the signature
             verifier=verifier,
             catalogue=catalogue,
         )

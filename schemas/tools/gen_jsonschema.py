@@ -1,4 +1,9 @@
-"""Writes schemas/jsonschema/<type>.json from the models, for agents in other languages. Pure but main."""
+"""Writes schemas/jsonschema/<type>.json from the models, for agents in other languages. Pure but main.
+
+Each file validates one structured-mode event (JSON Schema 2020-12; patterns are ECMA-262 with
+the `u` flag). A document is accepted by its type's file exactly when `decode` accepts it, except
+for what a JSON Schema cannot express, which the receiver checks after it (`NOT_EXPRESSED`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,15 @@ from pathlib import Path
 from schemas.registry import EVENT_TYPES
 
 OUT = Path(__file__).resolve().parent.parent / "jsonschema"
+NOT_EXPRESSED = (
+    "Checked by the receiver after this schema (SPEC §3), not expressible in it: the message "
+    "size (64 KiB of value and headers); the cross-field rules (`inconsistent`: devices, "
+    "energies, sources sum, source = message key = data.dc_id); `time` at most 300 s ahead "
+    "(`future_time`) and a real calendar day (no 02-30); a capacity event's device_model in the "
+    "catalogue or a peak given (`unknown_device_model`); a job's rising counters "
+    "(`counter_regression`). In binary mode the attributes are `ce_` headers and the value is "
+    "`data`: it validates against this file's $defs for the payload."
+)
 
 
 def render() -> dict[str, str]:
@@ -18,6 +32,7 @@ def render() -> dict[str, str]:
         schema = model.model_json_schema(mode="validation")
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         schema["$id"] = f"https://cpn.example/schemas/{event_type}.json"
+        schema["$comment"] = NOT_EXPRESSED
         files[f"{event_type}.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
     return files
 

@@ -91,10 +91,23 @@ def mutate(event_type: str, path: str, value: Any = ..., delete: bool = False) -
 
 SCHEMA_CASES = [
     ("cpn.capacity.v1", "data.extra_field", 1, False),
-    ("cpn.capacity.v1", "extension", "x", False),
+    ("cpn.capacity.v1", "Extension", "x", False),  # CloudEvents names are lowercase a-z0-9
+    ("cpn.capacity.v1", "trace_parent", "x", False),
+    ("cpn.capacity.v1", "data_base64", "eyJ4IjoxfQ==", False),  # data must be JSON
+    ("cpn.capacity.v1", "traceparent", {"nested": 1}, False),  # not a CloudEvents type
+    ("cpn.capacity.v1", "sampled", 1.5, False),
+    ("cpn.capacity.v1", "sampled", 2**31, False),  # Integer is 32-bit
+    ("cpn.capacity.v1", "note", "a\u0007b", False),  # a String has no control characters
+    ("cpn.capacity.v1", "note", "\ufffe", False),  # nor noncharacters
+    ("cpn.capacity.v1", "subject", "", False),
+    ("cpn.capacity.v1", "subject", 5, False),
+    ("cpn.capacity.v1", "dataschema", "", False),
+    ("cpn.capacity.v1", "dataschema", "no-scheme/path", False),
+    ("cpn.capacity.v1", "id", "cap\n1", False),
     ("cpn.capacity.v1", "data.devices_total", None, True),
     ("cpn.capacity.v1", "data.devices_total", "512", False),
-    ("cpn.capacity.v1", "data.devices_total", 512.0, False),
+    ("cpn.capacity.v1", "data.devices_total", 512.5, False),
+    ("cpn.capacity.v1", "data.interval_s", 15.000001, False),
     ("cpn.capacity.v1", "data.devices_total", True, False),
     ("cpn.capacity.v1", "data.devices_allocated", -1, False),
     ("cpn.capacity.v1", "data.busy_ratio", 1.01, False),
@@ -192,7 +205,15 @@ def test_unknown_device_model_unless_peak_given() -> None:
     assert reason_of(obj) is Reason.UNKNOWN_DEVICE_MODEL
     obj["data"]["peak_tflops_per_device"] = {"fp16": 100.0, "fp32": 50.0, "fp64": None}
     assert reason_of(obj) is None
-    assert reason_of(mutate("cpn.job.v1", "data.device_model", "acme-x1")) is Reason.UNKNOWN_DEVICE_MODEL
+
+
+
+def test_job_events_are_never_rejected_for_their_model() -> None:
+    # metering is kept for any model (SPEC §3): priced from the price book, else at 0, unpriced
+    for model in ("acme-x1", "nvidia-h100-sxm5-80gb"):
+        event = run(mutate("cpn.job.v1", "data.device_model", model))
+        assert not isinstance(event, Reject), event
+        assert event.data.device_model == model
 
 
 def test_check_order_first_failure_names_the_reason() -> None:
