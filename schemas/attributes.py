@@ -23,9 +23,10 @@ ECMA-262 with the `u` flag (JSON Schema) read it alike; each type carries its JS
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
-from pydantic import GetPydanticSchema, WithJsonSchema
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler, GetPydanticSchema, WithJsonSchema
 from pydantic_core import core_schema
 
 ATTRIBUTE_NAME: Final = re.compile(r"[a-z0-9]+")
@@ -64,67 +65,76 @@ def _with_error(schema: core_schema.CoreSchema, kind: str, message: str) -> core
     return core_schema.custom_error_schema(schema, custom_error_type=kind, custom_error_message=message)
 
 
-def integral(ge: int | None = None, le: int | None = None) -> Any:
-    """An int type that also takes a float with a zero fractional part (SPEC §3), in [ge, le].
-
-    The int branch stays in pydantic-core (no Python call for a plain integer); a float is
-    checked for range and `multiple_of=1` there and only then converted by `int`.
-    """
-    span = f"{'-inf' if ge is None else ge}..{'+inf' if le is None else le}"
-
-    def build() -> core_schema.CoreSchema:
-        as_int = core_schema.int_schema(ge=ge, le=le, strict=True)
-        as_float = core_schema.no_info_after_validator_function(
-            int, core_schema.float_schema(ge=ge, le=le, multiple_of=1, allow_inf_nan=False, strict=True)
-        )
-        return _with_error(core_schema.union_schema([as_int, as_float]), "integer",
-                           f"Input should be an integer in {span}")
-
-    json_schema: dict[str, Any] = {"type": "integer"}
-    if ge is not None:
-        json_schema["minimum"] = ge
-    if le is not None:
-        json_schema["maximum"] = le
-    return Annotated[int, GetPydanticSchema(lambda _t, _h: build()), WithJsonSchema(json_schema)]
+def _whole(value: float) -> int:
+    # float.is_integer, not pydantic's `multiple_of`, which tolerates a remainder below epsilon
+    if not value.is_integer():
+        raise ValueError("not a whole number")
+    return int(value)
 
 
-def string(min_length: int = 0, max_length: int | None = None) -> Any:
+def _integral_schema(ge: int | None, le: int | None) -> core_schema.CoreSchema:
+    as_int = core_schema.int_schema(ge=ge, le=le, strict=True)
+    # a float: whole, then converted exactly and range-checked as an int (a float bound would
+    # let 2.0**63 pass an int64 maximum, which rounds to it)
+    as_float = core_schema.chain_schema([
+        core_schema.float_schema(allow_inf_nan=False, strict=True),
+        core_schema.no_info_plain_validator_function(_whole),
+        core_schema.int_schema(ge=ge, le=le, strict=True),
+    ])
+    return core_schema.union_schema([as_int, as_float])
+
+
+@dataclass(frozen=True)
+class Integral:
+    """`Annotated[int, Integral(ge, le)]`: an int that also takes a float with a zero fractional
+    part (SPEC §3), in [ge, le]. A plain integer is checked in pydantic-core alone (no Python
+    call); only a float takes the conversion."""
+
+    ge: int | None = None
+    le: int | None = None
+
+    def __get_pydantic_core_schema__(self, _source: Any, _handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        span = f"{'-inf' if self.ge is None else self.ge}..{'+inf' if self.le is None else self.le}"
+        return _with_error(_integral_schema(self.ge, self.le), "integer", f"Input should be an integer in {span}")
+
+    def __get_pydantic_json_schema__(self, _schema: Any, _handler: GetJsonSchemaHandler) -> dict[str, Any]:
+        json_schema: dict[str, Any] = {"type": "integer"}
+        if self.ge is not None:
+            json_schema["minimum"] = self.ge
+        if self.le is not None:
+            json_schema["maximum"] = self.le
+        return json_schema
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """`Annotated[str, Pattern(pattern, what)]`: a string matching an anchored pattern; the error
+    names `what` (never the pattern, which may hold control characters)."""
+
+    pattern: str
+    what: str
+
+    def __get_pydantic_core_schema__(self, _source: Any, _handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return _with_error(core_schema.str_schema(pattern=self.pattern, strict=True), "pattern",
+                           f"Input should be {self.what}")
+
+    def __get_pydantic_json_schema__(self, _schema: Any, _handler: GetJsonSchemaHandler) -> dict[str, Any]:
+        return {"type": "string", "pattern": self.pattern}
+
+
+def ce_string(min_length: int = 0, max_length: int | None = None) -> Pattern:
     """A CloudEvents `String` (no control characters, no noncharacters) of bounded length."""
-    bounds = f"{{{min_length},{'' if max_length is None else max_length}}}"
-    pattern = f"^{STRING_CHAR}{bounds}$"
-    size = f"{min_length}..{'' if max_length is None else max_length} characters"
-
-    def build() -> core_schema.CoreSchema:
-        return _with_error(core_schema.str_schema(pattern=pattern, strict=True), "cloudevents_string",
-                           f"Input should be a CloudEvents String of {size} without control "
-                           "characters or noncharacters")
-
-    return Annotated[str, GetPydanticSchema(lambda _t, _h: build()),
-                     WithJsonSchema({"type": "string", "pattern": pattern})]
-
-
-def matching(pattern: str, what: str) -> Any:
-    """A string matching `pattern` (anchored), with `what` in its error message."""
-
-    def build() -> core_schema.CoreSchema:
-        return _with_error(core_schema.str_schema(pattern=pattern, strict=True), "pattern",
-                           f"Input should be {what}")
-
-    return Annotated[str, GetPydanticSchema(lambda _t, _h: build()),
-                     WithJsonSchema({"type": "string", "pattern": pattern})]
-
-
-Integer = integral(INTEGER_MIN, INTEGER_MAX)
-ExtensionString = string()
+    top = "" if max_length is None else str(max_length)
+    return Pattern(f"^{STRING_CHAR}{{{min_length},{top}}}$",
+                   f"a CloudEvents String of {min_length}..{top} characters without control characters "
+                   "or noncharacters")
 
 
 def _extension_value() -> core_schema.CoreSchema:
     return _with_error(
         core_schema.nullable_schema(core_schema.union_schema([
             core_schema.bool_schema(strict=True),
-            core_schema.int_schema(ge=INTEGER_MIN, le=INTEGER_MAX, strict=True),
-            core_schema.no_info_after_validator_function(int, core_schema.float_schema(
-                ge=INTEGER_MIN, le=INTEGER_MAX, multiple_of=1, allow_inf_nan=False, strict=True)),
+            _integral_schema(INTEGER_MIN, INTEGER_MAX),
             core_schema.str_schema(pattern=f"^{STRING_CHAR}*$", strict=True),
         ])),
         "extension_value",

@@ -20,7 +20,7 @@ any case (a habit of HTTP clients).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import Final
 
@@ -85,7 +85,7 @@ def inspect(value: bytes, headers: Sequence[tuple[str, bytes | None]]) -> tuple[
 class Attributes:
     """A binary-mode message's attributes, read from its headers before any validation."""
 
-    __slots__ = ("values", "duplicate", "undecodable")
+    __slots__ = ("duplicate", "undecodable", "values")
 
     def __init__(self) -> None:
         self.values: dict[str, str] = {}

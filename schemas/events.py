@@ -28,10 +28,10 @@ from schemas.attributes import (
     JSON_MEDIA_TYPE_PATTERN,
     URI_PATTERN,
     ExtensionValue,
+    Integral,
+    Pattern,
     bad_attribute_name,
-    integral,
-    matching,
-    string,
+    ce_string,
 )
 from schemas.hubs import HUB_IDS, HubId
 
@@ -49,10 +49,10 @@ MIN_YEAR, MAX_YEAR = 1970, 9999  # later than now + 300 s is `future_time`, chec
 
 Ident = Annotated[str, Field(pattern=ID_PATTERN)]
 # counts and integers: a JSON number with a zero fractional part is that integer (SPEC §3)
-NonNegInt = integral(0, INT64_MAX)
-Count32 = integral(0, UINT32_MAX)
-Count = integral(0)
-IntervalS = integral(1, 3600)
+NonNegInt = Annotated[int, Integral(0, INT64_MAX)]
+Count32 = Annotated[int, Integral(0, UINT32_MAX)]
+Count = Annotated[int, Integral(0)]
+IntervalS = Annotated[int, Integral(1, 3600)]
 NonNegFloat = Annotated[float, Field(ge=0, le=FINITE_MAX)]
 Total = Annotated[float, Field(ge=0, le=MAX_TOTAL)]
 Ratio = Annotated[float, Field(ge=0, le=1)]
@@ -219,15 +219,15 @@ class _Envelope(Strict):
     `application/json`."""
 
     model_config = ConfigDict(extra="allow", json_schema_extra=_envelope_json_schema)
-    __pydantic_extra__: dict[str, ExtensionValue] = Field(init=False)  # type: ignore[assignment]
+    __pydantic_extra__: dict[str, ExtensionValue] = Field(init=False)
 
     specversion: Literal["1.0"]
-    id: string(1, 128)  # type: ignore[valid-type]
+    id: Annotated[str, ce_string(1, 128)]
     source: Annotated[str, Field(pattern=r"^//cpn/dc/[a-z0-9][a-z0-9._-]{0,62}$")]
     time: EventTime
-    datacontenttype: matching(JSON_MEDIA_TYPE_PATTERN, "application/json") | None = None  # type: ignore[valid-type]
-    dataschema: matching(URI_PATTERN, "an absolute URI (RFC 3986)") | None = None  # type: ignore[valid-type]
-    subject: string(1) | None = None  # type: ignore[valid-type]
+    datacontenttype: Annotated[str, Pattern(JSON_MEDIA_TYPE_PATTERN, "application/json")] | None = None
+    dataschema: Annotated[str, Pattern(URI_PATTERN, "an absolute URI (RFC 3986)")] | None = None
+    subject: Annotated[str, ce_string(1)] | None = None
 
     @model_validator(mode="after")
     def _extension_names(self) -> _Envelope:
