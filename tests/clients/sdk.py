@@ -80,7 +80,7 @@ def java_client() -> list[str]:
     """The java command line of the built Java client (built by Maven once, cached under var/)."""
     if shutil.which("java") is None or shutil.which("mvn") is None:
         unavailable("Java 17+ and Maven are needed for the CloudEvents Java SDK client")
-    sources = sorted(JAVA_CLIENT.rglob("*.java")) + [JAVA_CLIENT / "pom.xml"]
+    sources = [*sorted(JAVA_CLIENT.rglob("*.java")), JAVA_CLIENT / "pom.xml"]
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()
     stamp = JAVA_BUILD / ".built"
     if not stamp.exists() or stamp.read_text() != digest:
