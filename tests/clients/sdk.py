@@ -95,16 +95,42 @@ def java_client() -> list[str]:
 
 def java_sdk_publish(bootstrap: str, prefix: str, messages: Iterable[Message]) -> int:
     """Valid events through the Java SDK's serializer (binary mode); poison published as it was."""
-    lines, poison = [], []
-    for m in messages:
-        if m.event is None:
-            poison.append((m.topic, m.key or b"", m.value, []))
-            continue
-        e = m.event
-        lines.append("\t".join([m.topic, e["data"]["dc_id"], e["id"], e["source"], e["type"], e["time"],
-                                json.dumps(e["data"])]))
-    done = subprocess.run([*java_client(), bootstrap, prefix], input="\n".join(lines) + "\n",
+    messages = list(messages)
+    poison = [(m.topic, m.key or b"", m.value, []) for m in messages if m.event is None]
+    events = tsv(messages)
+    done = subprocess.run([*java_client(), bootstrap, prefix], input=events,
                           capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert int(done.stdout.strip()) == len(lines), done.stdout
-    return len(lines) + publish(bootstrap, prefix, poison)
+    assert int(done.stdout.strip()) == events.count("\n"), done.stdout
+    return events.count("\n") + publish(bootstrap, prefix, poison)
+
+
+GO_CLIENT = REPO / "tests" / "clients" / "kafka-go"
+GO_BUILD = REPO / "var" / "cache" / "kafka-go-client"
+
+
+def go_client() -> Path:
+    """The built Go client (segmentio/kafka-go; `go build`, cached under var/)."""
+    if shutil.which("go") is None:
+        unavailable("Go is needed for the Go client")
+    sources = [GO_CLIENT / n for n in ("go.mod", "go.sum", "main.go")]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()
+    binary, stamp = GO_BUILD / "produce", GO_BUILD / ".built"
+    if not binary.exists() or not stamp.exists() or stamp.read_text() != digest:
+        GO_BUILD.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(["go", "build", "-o", str(binary), "."], cwd=GO_CLIENT, capture_output=True,
+                              text=True, timeout=900, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+        stamp.write_text(digest)
+    return binary
+
+
+def tsv(messages: Iterable[Message]) -> str:
+    """The clients' input: one valid event per line (topic, key, id, source, type, time, data)."""
+    lines = []
+    for m in messages:
+        if m.event is not None:
+            e = m.event
+            lines.append("\t".join([m.topic, e["data"]["dc_id"], e["id"], e["source"], e["type"], e["time"],
+                                    json.dumps(e["data"])]))
+    return "\n".join(lines) + "\n"
