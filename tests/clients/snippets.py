@@ -31,7 +31,7 @@ def snippet(name: str) -> str:
 def render(readme: str) -> str:
     for name, (_, _, _, lang) in SNIPPETS.items():
         block = f"<!-- snippet:{name} -->\n```{lang}\n{snippet(name)}```\n<!-- /snippet:{name} -->"
-        readme, n = re.subn(rf"<!-- snippet:{name} -->.*?<!-- /snippet:{name} -->", lambda _m: block, readme,
+        readme, n = re.subn(rf"<!-- snippet:{name} -->.*?<!-- /snippet:{name} -->", lambda _m, b=block: b, readme,
                             flags=re.S)
         if n != 1:
             raise SystemExit(f"README.md needs one <!-- snippet:{name} --> ... <!-- /snippet:{name} --> block")
