@@ -22,16 +22,13 @@ ECMA-262 with the `u` flag (JSON Schema) read it alike; each type carries its JS
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler, GetPydanticSchema, WithJsonSchema
 from pydantic_core import core_schema
 
-ATTRIBUTE_NAME: Final = re.compile(r"[a-z0-9]+")
-ATTRIBUTE_NAME_PATTERN: Final = "^[a-z0-9]+$"
-RESERVED_NAMES: Final = frozenset({"data"})
+ATTRIBUTE_NAME_PATTERN: Final = "^[a-z0-9]+$"  # `data` is reserved: it is the payload field
 INTEGER_MIN, INTEGER_MAX = -(2**31), 2**31 - 1
 FINITE_MAX: Final = 1.7976931348623157e308  # the largest double: keeps an overflowed `1e400` out
 
@@ -149,18 +146,9 @@ EXTENSION_VALUE_JSON_SCHEMA: Final[dict[str, Any]] = {"anyOf": [
     {"type": "integer", "minimum": INTEGER_MIN, "maximum": INTEGER_MAX},
     {"type": "string", "pattern": f"^{STRING_CHAR}*$"},
 ]}
+AttributeName = Annotated[str, Pattern(ATTRIBUTE_NAME_PATTERN, "a CloudEvents attribute name (lowercase a-z0-9)")]
 ExtensionValue = Annotated[
     str | bool | int | None,
     GetPydanticSchema(lambda _t, _h: _extension_value()),
     WithJsonSchema(EXTENSION_VALUE_JSON_SCHEMA),
 ]
-
-
-def bad_attribute_name(name: str) -> str | None:
-    """Why `name` cannot be a CloudEvents attribute, or None when it can."""
-    if name in RESERVED_NAMES:
-        return f"attribute name {name!r} is reserved"
-    if ATTRIBUTE_NAME.fullmatch(name) is None:
-        shown = name if len(name) <= 40 else name[:37] + "..."
-        return f"attribute name {shown!r} is not lowercase a-z0-9 (CloudEvents naming)"
-    return None
