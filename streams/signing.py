@@ -4,7 +4,9 @@
 public_key, not_before, not_after, revoked) once; the verifier it returns names the DC of an
 event from its `source` and `data.dc_id` (they must agree) and checks the signature header with
 `schemas.signing.verify` at the event's `time` (at the receiver's clock when the time is
-missing or unreadable: the schema check rejects such an event later anyway).
+missing or unreadable: the schema check rejects such an event later anyway). What it verifies
+is what `decode` hands it: the value in structured mode, the canonical form of the `ce_`
+headers and the value in binary mode (`schemas.signing.binary_signing_input`).
 
 `python -m streams.signing keygen --key-id K --dc-id D [--alg ed25519]` prints a DC key file
 and the registry entry that goes with it; `python -m streams.signing statement-key --key-id K
