@@ -17,8 +17,7 @@ from typing import Final
 
 from pydantic import ValidationError
 
-from schemas import registry
-from schemas import binding
+from schemas import binding, registry
 from schemas.binding import Headers, Mode, Unsupported
 from schemas.catalogue import Catalogue, load_catalogue
 from schemas.events import (

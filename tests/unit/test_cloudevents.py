@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.decode import MAX_BYTES, decode
-from schemas.events import EVENT_TYPES
 from schemas.reasons import Reason, Reject
+from schemas.registry import EVENT_TYPES
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "examples"
 NOW = datetime(2026, 11, 27, 0, 5, tzinfo=UTC)

@@ -31,9 +31,10 @@ from hypothesis import strategies as st
 
 from schemas.catalogue import load_catalogue
 from schemas.decode import decode
-from schemas.events import EVENT_TYPES, TIME_PATTERN
+from schemas.events import TIME_PATTERN
 from schemas.prices import PriceBook
 from schemas.reasons import Reason, Reject
+from schemas.registry import EVENT_TYPES
 from streams.batch import Record, ledger_stage, process
 
 ROOT = Path(__file__).resolve().parents[2]
