@@ -35,14 +35,14 @@ import logging
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agents import __version__
 from agents.clock import Clock, SystemClock
-from agents.collectors import Collector
+from agents.collectors import Collected, Collector
 from agents.fleet import SimDC
 from agents.outbox import Outbox
 from agents.records import CloudEvent, build, registration_event, to_ms
@@ -72,6 +72,7 @@ class Agent:
         self._started: datetime | None = None
         self._due: dict[str, datetime] = {}
         self._failing: Counter[str] = Counter()
+        self._warned: dict[str, str] = {}
 
     @classmethod
     def from_settings(cls, settings: AgentSettings, *, clock: Clock | None = None,
@@ -93,6 +94,7 @@ class Agent:
         """Run what is due at `now` (default: the clock) and spool it; return the events spooled."""
         now = now or self.clock.now()
         events: list[CloudEvent] = []
+        commits: list[Callable[[], None]] = []
         if self._started is None:
             self._started = now
             self._due = {"registry": now, "heartbeat": now}
@@ -102,7 +104,9 @@ class Agent:
             self._due["registry"] = now + timedelta(seconds=self.intervals.registry_s)
         for collector in self.collectors:
             if now >= self._due[collector.name]:
-                events += self._collect(collector, now)
+                result = self._collect(collector, now)
+                events += result.events
+                commits.append(result.commit)
                 self._due[collector.name] = _next_tick(now, collector.interval_s)
         if now >= self._due["heartbeat"]:
             events.append(self._heartbeat(now, pending=len(events)))
@@ -111,11 +115,13 @@ class Agent:
             self._save_clock(now)  # before spooling: no spooled event is later than the saved time
             self.counts.update(e["type"] for e in events)
             self.outbox.put(events)
+        for commit in commits:  # only now: the events are on disk
+            commit()
         return len(events)
 
-    def _collect(self, collector: Collector, now: datetime) -> list[CloudEvent]:
+    def _collect(self, collector: Collector, now: datetime) -> Collected:
         try:
-            events = collector.collect(now)
+            result = collector.collect(now)
         except Exception as exc:  # any collector bug: one line, retried next turn
             self.counts[f"{collector.name}_errors"] += 1
             self._failing[collector.name] += 1
@@ -123,10 +129,19 @@ class Agent:
             if n == 1 or n % 20 == 0:
                 detail = str(exc) or type(exc).__name__
                 log.warning("collector %s failed (%d in a row): %s", collector.name, n, detail)
-            return []
+            return Collected()
         if self._failing.pop(collector.name, 0):
             log.info("collector %s works again", collector.name)
-        return events
+        if isinstance(result, list):
+            result = Collected(result)
+        warning = "; ".join(result.warnings)
+        if warning != self._warned.get(collector.name, ""):  # once per change, not every turn
+            if warning:
+                log.warning("collector %s: partial data: %s", collector.name, warning[:2000])
+            else:
+                log.info("collector %s: complete data again", collector.name)
+            self._warned[collector.name] = warning
+        return result
 
     def _heartbeat(self, now: datetime, pending: int) -> CloudEvent:
         assert self._started is not None

@@ -127,6 +127,8 @@ class SlurmCollector(Section):
     enabled: bool = Field(False, description="run this collector")
     partitions: list[SlurmPartition] = Field(default_factory=list, description="partition -> pool")
     lookback_s: int = Field(3600, ge=60, description="sacct window for finished jobs")
+    requeue_grace_s: int = Field(1800, ge=0, description="a preempted or node-failed job ends "
+                                 "when no new run follows within this long (or it leaves the window)")
     command: list[str] = Field(default_factory=list, description="sacct command line (default built)")
     timeout_s: float = Field(20.0, gt=0, description="give up on sacct after this long")
     assumed_busy: float = Field(0.7, ge=0, le=1, description="utilisation for energy without sacct energy")

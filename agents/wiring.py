@@ -83,5 +83,6 @@ def build_collectors(settings: AgentSettings, *, start: datetime) -> list[Collec
     if c.slurm.enabled:
         from agents.collectors.slurm import SlurmCollector
 
-        out.append(SlurmCollector(dc_id, c.slurm, i.jobs_s))
+        out.append(SlurmCollector(dc_id, c.slurm, i.jobs_s,
+                                  state_path=settings.spool.path / "slurm-state.json"))
     return out

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from agents.collectors import CollectorError
-from agents.records import CloudEvent, build
+from agents.collectors import Collected, CollectorError
+from agents.records import build
 from schemas.events import Capacity
 
 _CPU_LINE = re.compile(r"^cpu(\d+)\s")
@@ -80,20 +80,20 @@ class LinuxCollector:
         except OSError as exc:
             raise CollectorError(f"cannot read {path}: {exc.strerror or exc}") from None
 
-    def collect(self, now: datetime) -> list[CloudEvent]:
+    def collect(self, now: datetime) -> Collected:
         cpus = parse_proc_stat(self._text(self.proc_stat))
         try:
             total = max(parse_cpu_list(self._text(self.present)), len(cpus))
         except CollectorError:
             total = max(os.cpu_count() or 0, len(cpus))
         busy = self._busy(cpus)
-        self._last = cpus
         online = len(cpus)
         data = Capacity(dc_id=self.dc_id, pool_id=self.pool_id, device_model=self.device_model,
                         devices_total=total, devices_online=online,
                         devices_allocated=min(online, round(busy * online)),
                         busy_ratio=round(busy, 4), interval_s=self._interval)
-        return [build("cpn.capacity.v1", now, data, subject=self.pool_id)]
+        return Collected([build("cpn.capacity.v1", now, data, subject=self.pool_id)],
+                         commit=lambda: setattr(self, "_last", cpus))
 
     def _busy(self, cpus: dict[int, tuple[int, int]]) -> float:
         last = self._last or {}
