@@ -44,6 +44,7 @@ from schemas.events import Job
 log = logging.getLogger("agents.slurm")
 FALLBACK_TDP_W = 300.0  # a device model without a TDP in the catalogue
 STATE_VERSION = 1
+OPEN_JOB_MEMORY_S = 7 * 86_400
 
 
 @dataclass(frozen=True)
@@ -247,10 +248,14 @@ class SlurmCollector:
                 held = self.meters.get(state.partition)
                 if job_id in rows or state.ended or state.interrupted_ms is None or held is None:
                     continue
-                updates[job_id], events = close(state, held)
+                updates[job_id], events = close(replace(state, seen_ms=to_ms(now)), held)
                 out += events
-        horizon = to_ms(now) - (self.cfg.lookback_s + 3600) * 1000
-        forget = {j for j, s in {**self.jobs, **updates}.items() if s.seen_ms < horizon}
+        # ended jobs are kept while sacct may still list them; open ones (a job that vanished
+        # while running) for a week, so a late row never restarts a job's seq
+        ended_horizon = to_ms(now) - (self.cfg.lookback_s + 3600) * 1000
+        open_horizon = to_ms(now) - OPEN_JOB_MEMORY_S * 1000
+        forget = {j for j, s in {**self.jobs, **updates}.items()
+                  if s.seen_ms < (ended_horizon if s.ended else open_horizon)}
 
         def commit() -> None:
             self.jobs.update(updates)
