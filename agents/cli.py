@@ -11,17 +11,23 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
 from agents.clock import Clock, SimClock, SystemClock
 from agents.confighelp import help_epilog
-from agents.records import from_ms
+from agents.records import from_ms, to_ms
 from agents.settings import AgentSettings, load_settings
+from agents.watch import Status
 from surplus.errors import UserError
+
+if TYPE_CHECKING:
+    from agents.run import Agent
 
 log = logging.getLogger("agents")
 
@@ -75,8 +81,14 @@ def agent(ctx: click.Context, config: Path | None, run_for: float | None, speed:
     spool is replayed in order, with the same event ids. SIGTERM stops it cleanly.
 
     `surplus agent tally` prints the operator's own hourly tally of the job metering it sent.
+
+    It logs one line when the broker goes away and one when it is back, a status line every
+    status_interval_s and when an outage's backlog is delivered, and serves Prometheus
+    /metrics on SURPLUS_METRICS_PORT when that is set. `surplus agent status` prints the
+    spool's figures from another shell.
     """
     if ctx.invoked_subcommand is not None:
+        ctx.obj = config
         return
     settings = load_settings(config)
     if check:
@@ -89,6 +101,7 @@ def agent(ctx: click.Context, config: Path | None, run_for: float | None, speed:
 
     clock = _clock(settings, speed)
     runner = Agent.from_settings(settings, clock=clock)
+    stop_metrics = _metrics(runner, settings.metrics_port)
     stop = threading.Event()
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
@@ -106,6 +119,8 @@ def agent(ctx: click.Context, config: Path | None, run_for: float | None, speed:
             runner.run(stop)
     finally:
         done = runner.close(flush_timeout)
+        if stop_metrics is not None:
+            stop_metrics()
         counts = runner.outbox.counts
         log.info("stopped: %d spooled, %d delivered, %d left in the spool%s", counts.spooled,
                  counts.delivered, runner.outbox.backlog, "" if done else " (flush timed out)")
@@ -158,6 +173,65 @@ def tally(start: str, end: str, spool_dir: Path | None, config: Path | None, fmt
         click.echo(text, nl=False)
     else:
         out.write_text(text, encoding="utf-8")
+
+
+def _metrics(runner: Agent, port: int | None) -> Callable[[], None] | None:
+    """Serve /metrics on `port` (refreshed at each pass of the loop); the stop function, or None."""
+    if port is None:
+        return None
+    from agents.metrics import AgentMetrics, serve
+
+    metrics = AgentMetrics(runner.outbox, [runner.counts])
+    try:
+        stop = serve(metrics, port)
+    except OSError as exc:
+        raise UserError(f"cannot serve /metrics on port {port}: {exc.strerror or exc}") from None
+    hooks = runner.reporter_hooks
+    hooks.append(lambda: metrics.refresh(to_ms(runner.clock.now())))
+    log.info("serving Prometheus /metrics on port %d", port)
+    return stop
+
+
+@agent.command(name="status")
+@click.option("--config", "-c", "config", type=click.Path(path_type=Path, dir_okay=False),
+              envvar="SURPLUS_AGENT_CONFIG", help="The agent's TOML config (for its spool path).")
+@click.option("--spool", "spool", type=click.Path(path_type=Path, file_okay=False),
+              help="The spool directory (default: the config's spool.path).")
+@click.pass_context
+def status(ctx: click.Context, config: Path | None, spool: Path | None) -> None:
+    """Print the spool's status line: spooled, delivered, backlog, oldest unsent age, broker.
+
+    Reads the spool directory without taking it from a running agent: the backlog and the
+    oldest unsent event come from the spool files, the counters and the broker's state from
+    the status the agent last wrote there (every status_interval_s and at stop).
+    """
+    import time
+
+    from agents.spool import peek_spool
+    from agents.watch import read_status_file
+
+    if spool is None:
+        config = config or ctx.obj
+        if config is None:
+            from agents.settings import SpoolSettings
+
+            spool = SpoolSettings().path
+        else:
+            spool = load_settings(config).spool.path
+    if not spool.is_dir():
+        raise UserError(f"no spool at {spool}: has the agent run with this config?")
+    backlog, oldest_ms, nbytes = peek_spool(spool)
+    now_ms = int(time.time() * 1000)
+    age = 0.0 if oldest_ms is None else max(0.0, (now_ms - oldest_ms) / 1000)
+    last = read_status_file(spool)
+    if last is None:
+        click.echo(f"status: backlog {backlog} events, oldest unsent {age:.1f} s, {nbytes} bytes "
+                   f"in {spool} (no status written by an agent yet)")
+        return
+    line = Status(last.spooled, last.delivered, backlog, round(age, 1), last.broker).line()
+    ago = max(0.0, (now_ms - last.written_at_ms) / 1000)
+    click.echo(f"status: {line} ({nbytes} bytes in {spool}; counters of agent pid {last.pid}, "
+               f"written {ago:.0f} s ago)")
 
 
 def main(argv: list[str] | None = None) -> int:

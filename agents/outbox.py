@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 from agents.delivery import DeliveryError, OnDelivery
 from agents.records import CloudEvent, Record, to_record
 from agents.spool import Appended, Spool
+from agents.watch import BrokerWatch
 
 if TYPE_CHECKING:
     from agents.tally import Tally
@@ -45,6 +46,7 @@ class OutboxCounts:
     delivered: int = 0
     rejected: int = 0  # given up: the broker can never take them (e.g. too large)
     rewinds: int = 0
+    errors: int = 0  # delivery reports with an error (each is resent or given up)
 
 
 class Outbox:
@@ -53,9 +55,11 @@ class Outbox:
     def __init__(self, spool: Spool, publisher: Callable[[OnDelivery], Publisher], *,
                  max_in_flight: int = 20_000, retry_backoff_s: float = 1.0,
                  cursor_save_s: float = 0.5, tally: Tally | None = None,
+                 watch: BrokerWatch | None = None,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.spool = spool
         self.tally = tally
+        self.watch = watch or BrokerWatch()
         self.publisher = publisher(self._delivered)
         self.max_in_flight = max_in_flight
         self.retry_backoff_s = retry_backoff_s
@@ -78,6 +82,7 @@ class Outbox:
         self._in_flight = max(0, self._in_flight - 1)
         if err.purged:
             return
+        self.counts.errors += 1
         if err.permanent:
             self.spool.ack(rec.kind, rec.seq)
             self.counts.rejected += 1
@@ -98,6 +103,7 @@ class Outbox:
             self._in_flight = max(0, self._in_flight - len(done))
             self.counts.delivered += len(done)
             self._backoff = self.retry_backoff_s
+            self.watch.delivered(self.spool.backlog)
 
     def _rewind(self) -> None:
         self.publisher.reset()

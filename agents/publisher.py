@@ -10,7 +10,6 @@ they wait and are retried in order, while the spool keeps them safe from a crash
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from agents.delivery import DeliveryError, OnDelivery
 from agents.records import TOPIC_OF_KIND, Record
+from agents.watch import BrokerWatch
 from schemas.events import CONTENT_TYPE
 from schemas.topics import Topics
 from surplus.errors import UserError
@@ -39,9 +39,10 @@ PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
 Signer = Callable[[bytes, bytes], tuple[str, bytes]]
 
 
-def producer_config(kafka: KafkaSettings, client_id: str) -> dict[str, Any]:
+def producer_config(kafka: KafkaSettings, client_id: str, logger: object = None) -> dict[str, Any]:
     """librdkafka settings: the connection (bootstrap, security), idempotence, acks=all, lz4,
-    batching, then `extra`."""
+    batching, then `extra`. librdkafka's logs go to `logger` (an agents.watch.BrokerWatch, or a
+    logging.Logger)."""
     return kafka.librdkafka({
         "client.id": client_id,
         "enable.idempotence": True,
@@ -50,7 +51,7 @@ def producer_config(kafka: KafkaSettings, client_id: str) -> dict[str, Any]:
         "linger.ms": kafka.linger_ms,
         "message.timeout.ms": kafka.message_timeout_ms,
         "queue.buffering.max.messages": max(1000, kafka.max_in_flight_events * 2),
-        "logger": logging.getLogger("agents.librdkafka"),
+        "logger": logger if logger is not None else logging.getLogger("agents.librdkafka"),
         **kafka.extra,
     })
 
@@ -59,15 +60,16 @@ class KafkaPublisher:
     """Sends spool records to their topics, key = dc_id, with the CloudEvents content type."""
 
     def __init__(self, kafka: KafkaSettings, *, on_delivery: OnDelivery,
-                 client_id: str = "surplus-agent", signer: Signer | None = None) -> None:
+                 client_id: str = "surplus-agent", signer: Signer | None = None,
+                 watch: BrokerWatch | None = None) -> None:
         self.kafka = kafka
         self.topics = {kind: Topics(kafka.topic_prefix).name(short)
                        for kind, short in TOPIC_OF_KIND.items()}
         self._on_delivery = on_delivery
         self._signer = signer
-        self._config = producer_config(kafka, client_id)
+        self.watch = watch or BrokerWatch()
+        self._config = producer_config(kafka, client_id, self.watch)
         self._config["error_cb"] = self._error
-        self._last_error: dict[str, float] = {}
         self._headers: list[tuple[str, str | bytes | None]] = [("content-type", CONTENT_TYPE.encode())]
         self._producer = self._new_producer()
 
@@ -78,11 +80,7 @@ class KafkaPublisher:
             raise UserError(f"bad Kafka settings: {exc}") from None
 
     def _error(self, err: KafkaError) -> None:
-        text = err.str()
-        now = time.monotonic()
-        if now - self._last_error.get(text, -1e9) >= 30:  # a down broker repeats itself
-            self._last_error[text] = now
-            log.warning("kafka: %s", text)
+        self.watch.error(err.name(), err.str())  # a down broker repeats itself: one line per change
 
     def send(self, rec: Record) -> bool:
         """Hand one record to librdkafka; False when its queue is full (poll, then retry)."""

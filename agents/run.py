@@ -47,6 +47,7 @@ from agents.fleet import SimDC
 from agents.outbox import Outbox
 from agents.records import CloudEvent, build, registration_event, to_ms
 from agents.settings import AgentSettings, DataCenter, Intervals, KafkaSettings, SpoolSettings
+from agents.watch import Status, StatusReporter
 from agents.wiring import build_collectors, build_outbox, simulator_for
 from schemas.events import Heartbeat
 
@@ -62,8 +63,12 @@ class Agent:
 
     def __init__(self, dc: DataCenter, collectors: Sequence[Collector], *, outbox: Outbox,
                  clock: Clock | None = None, intervals: Intervals | None = None,
-                 state_file: Path | None = None) -> None:
+                 state_file: Path | None = None, status_s: float | None = None,
+                 status_dir: Path | None = None) -> None:
         self.dc, self.collectors, self.outbox = dc, list(collectors), outbox
+        self.reporter = (StatusReporter(self.status, outbox.watch, every_s=status_s,
+                                        spool_dir=status_dir) if status_s else None)
+        self.reporter_hooks: list[Callable[[], None]] = [self.reporter.tick] if self.reporter else []
         self.clock = clock or SystemClock()
         self.intervals = intervals or Intervals()
         self.state_file = state_file
@@ -86,7 +91,16 @@ class Agent:
         if collectors is None:
             collectors = build_collectors(settings, start=clock.now())
         return cls(settings.dc, collectors, outbox=outbox, clock=clock,
-                   intervals=settings.intervals, state_file=settings.spool.path / "agent-clock")
+                   intervals=settings.intervals, state_file=settings.spool.path / "agent-clock",
+                   status_s=settings.status_interval_s, status_dir=settings.spool.path)
+
+    def status(self) -> Status:
+        """The figures of a status line, now."""
+        box = self.outbox
+        return Status(spooled=box.counts.spooled, delivered=box.counts.delivered,
+                      backlog=box.backlog,
+                      oldest_unsent_age_s=round(box.oldest_age_s(to_ms(self.clock.now())), 1),
+                      broker="up" if box.watch.up else "down")
 
     # -- one step ------------------------------------------------------------------------------
 
@@ -163,17 +177,23 @@ class Agent:
 
     # -- running alone -------------------------------------------------------------------------
 
+    def _fleet(self) -> Fleet:
+        return Fleet([self], outbox=self.outbox, clock=self.clock, hooks=self.reporter_hooks)
+
     def run_for(self, seconds: float, stop: threading.Event | None = None) -> None:
-        Fleet([self], outbox=self.outbox, clock=self.clock).run_for(seconds, stop)
+        self._fleet().run_for(seconds, stop)
 
     def run(self, stop: threading.Event) -> None:
-        Fleet([self], outbox=self.outbox, clock=self.clock).run(stop)
+        self._fleet().run(stop)
 
     def close(self, timeout_s: float = 10.0) -> bool:
         """Stop: flush for up to `timeout_s` and close the spool; True if nothing is left."""
         if self._started is not None:
             self._save_clock(self.clock.now())
-        return self.outbox.close(timeout_s)
+        done = self.outbox.drain(timeout_s)
+        if self.reporter is not None:
+            self.reporter.write()
+        return self.outbox.close(0 if done else min(1.0, timeout_s)) and done
 
 
 class Fleet:
@@ -182,8 +202,10 @@ class Fleet:
     Their heartbeats report the shared spool's backlog and oldest age (one spool for all).
     """
 
-    def __init__(self, agents: Iterable[Agent], *, outbox: Outbox, clock: Clock) -> None:
+    def __init__(self, agents: Iterable[Agent], *, outbox: Outbox, clock: Clock,
+                 hooks: Sequence[Callable[[], None]] = ()) -> None:
         self.agents, self.outbox, self.clock = list(agents), outbox, clock
+        self.hooks = list(hooks)  # run at each pass of the loop (status lines, metrics)
 
     @classmethod
     def simulated(cls, dcs: Sequence[SimDC], *, kafka: KafkaSettings, spool: SpoolSettings,
@@ -218,6 +240,8 @@ class Fleet:
             if until is not None and now >= until:
                 break
             self.step(now)
+            for hook in self.hooks:
+                hook()
             due = min(a.next_due() for a in self.agents)
             if until is not None:
                 due = min(due, until)

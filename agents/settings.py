@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -162,6 +163,10 @@ class AgentSettings(BaseSettings):
     signing_key_file: Path | None = Field(None, description="sign every event with this DC key (TOML)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="DEBUG | INFO | WARNING | ERROR")
+    status_interval_s: int = Field(300, ge=1, description="log a status line this often (and at catch-up)")
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, validation_alias=AliasChoices("SURPLUS_METRICS_PORT", "metrics_port"),
+        description="serve Prometheus /metrics on this port (env SURPLUS_METRICS_PORT)")
 
     @model_validator(mode="after")
     def _some_collector(self) -> AgentSettings:

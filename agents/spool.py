@@ -27,7 +27,7 @@ from pathlib import Path
 
 from agents.frames import HEAD, parse
 from agents.records import JOB, KIND_NAMES, Record
-from agents.segments import FsyncPolicy, Item, SegmentLog
+from agents.segments import FsyncPolicy, Item, SegmentLog, peek
 
 log = logging.getLogger("agents.spool")
 
@@ -184,6 +184,13 @@ class Spool:
         if self._lock >= 0:
             os.close(self._lock)  # releases the flock
             self._lock = -1
+
+
+def peek_spool(path: Path) -> tuple[int, int | None, int]:
+    """(backlog, oldest unsent event time in ms, bytes) of a spool another process may hold."""
+    jobs, tele = peek(Path(path) / "jobs"), peek(Path(path) / "telemetry")
+    times = [t for t in (jobs.oldest_time_ms, tele.oldest_time_ms) if t is not None]
+    return jobs.backlog + tele.backlog, min(times) if times else None, jobs.nbytes + tele.nbytes
 
 
 def _now_and_then(count: int, message: str, bound: int) -> None:

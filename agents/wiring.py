@@ -16,6 +16,7 @@ from agents.fleet import SimDC
 from agents.outbox import Outbox
 from agents.settings import AgentSettings, Intervals, KafkaSettings, SpoolSettings
 from agents.spool import Spool, SpoolBusy
+from agents.watch import BrokerWatch
 from surplus.errors import UserError
 
 if TYPE_CHECKING:
@@ -47,10 +48,11 @@ def build_outbox(kafka: KafkaSettings, spool: SpoolSettings, *, signing_key_file
         from agents.tally import open_tally
 
         tally = open_tally(spool.path)
+    watch = BrokerWatch()
     return Outbox(build_spool(spool),
                   lambda on_delivery: KafkaPublisher(kafka, on_delivery=on_delivery,
-                                                     client_id=name, signer=signer),
-                  max_in_flight=kafka.max_in_flight_events, tally=tally)
+                                                     client_id=name, signer=signer, watch=watch),
+                  max_in_flight=kafka.max_in_flight_events, tally=tally, watch=watch)
 
 
 def simulator_for(d: SimDC, intervals: Intervals, start: datetime) -> SimulatorCollector:
