@@ -135,6 +135,36 @@ class SlurmCollector(Section):
     assumed_busy: float = Field(0.7, ge=0, le=1, description="utilisation for energy without sacct energy")
 
 
+class PrometheusCollector(Section):
+    enabled: bool = Field(False, description="run this collector")
+    urls: list[str] = Field(default_factory=list, description="exporters' /metrics URLs "
+                            "(dcgm-exporter :9400, npu-exporter :8082)")
+    pool_id: str = Field("acc", pattern=ID_PATTERN, description="pool id (pool_id-<n> per model)")
+    device_model: CatalogueId | None = Field(None, description="catalogue id; default: from labels")
+    timeout_s: float = Field(5.0, gt=0, description="give up on a scrape after this long")
+
+    @model_validator(mode="after")
+    def _targets(self) -> PrometheusCollector:
+        if self.enabled and not self.urls:
+            raise ValueError("collectors.prometheus.urls is empty: list the exporters' /metrics URLs")
+        return self
+
+
+class KubernetesCollector(Section):
+    enabled: bool = Field(False, description="run this collector")
+    pool_id: str = Field("k8s", pattern=ID_PATTERN, description="pool id (pool_id-<n> per model)")
+    kubeconfig: Path | None = Field(None, description="kubeconfig file (default: in-cluster, "
+                                    "then ~/.kube/config)")
+    context: str | None = Field(None, description="kubeconfig context")
+    device_models: dict[str, CatalogueId] = Field(
+        default_factory=dict, description="extended resource -> catalogue id, e.g. "
+        '{"huawei.com/Ascend910" = "huawei-ascend-910b3"}')
+    timeout_s: float = Field(10.0, gt=0, description="give up on an API call after this long")
+
+
+COLLECTORS = ("simulator", "linux", "nvidia", "ascend", "slurm", "prometheus", "kubernetes")
+
+
 class Collectors(Section):
     """Where measurements come from; each collector fails on its own and is retried."""
 
@@ -143,10 +173,11 @@ class Collectors(Section):
     nvidia: CommandCollector = Field(default_factory=CommandCollector)
     ascend: CommandCollector = Field(default_factory=lambda: CommandCollector(pool_id="npu"))
     slurm: SlurmCollector = Field(default_factory=SlurmCollector)
+    prometheus: PrometheusCollector = Field(default_factory=PrometheusCollector)
+    kubernetes: KubernetesCollector = Field(default_factory=KubernetesCollector)
 
     def enabled(self) -> list[str]:
-        return [n for n in ("simulator", "linux", "nvidia", "ascend", "slurm")
-                if getattr(self, n).enabled]
+        return [n for n in COLLECTORS if getattr(self, n).enabled]
 
 
 class AgentSettings(BaseSettings):
@@ -171,8 +202,8 @@ class AgentSettings(BaseSettings):
     @model_validator(mode="after")
     def _some_collector(self) -> AgentSettings:
         if not self.collectors.enabled():
-            raise ValueError("no collector is enabled: set collectors.<simulator|linux|nvidia|"
-                             "ascend|slurm>.enabled = true")
+            raise ValueError(f"no collector is enabled: set collectors.<{'|'.join(COLLECTORS)}>"
+                             ".enabled = true")
         return self
 
     @classmethod

@@ -60,7 +60,7 @@ def simulator_for(d: SimDC, intervals: Intervals, start: datetime) -> SimulatorC
 
 
 def build_collectors(settings: AgentSettings, *, start: datetime) -> list[Collector]:
-    """The enabled collectors, in a fixed order (simulator, linux, nvidia, ascend, slurm)."""
+    """The enabled collectors, in a fixed order (agents.settings.COLLECTORS)."""
     c, i, dc_id = settings.collectors, settings.intervals, settings.dc.dc_id
     out: list[Collector] = []
     if c.simulator.enabled:
@@ -87,4 +87,22 @@ def build_collectors(settings: AgentSettings, *, start: datetime) -> list[Collec
 
         out.append(SlurmCollector(dc_id, c.slurm, i.jobs_s,
                                   state_path=settings.spool.path / "slurm-state.json"))
+    if c.prometheus.enabled:
+        from agents.collectors.prometheus import PrometheusCollector
+
+        out.append(PrometheusCollector(dc_id, c.prometheus.pool_id, i.capacity_s, c.prometheus.urls,
+                                       device_model=c.prometheus.device_model,
+                                       timeout_s=c.prometheus.timeout_s))
+    if c.kubernetes.enabled:
+        try:
+            import kubernetes  # noqa: F401
+
+            from agents.collectors.kubernetes import KubernetesCollector
+        except ModuleNotFoundError:
+            raise UserError("collectors.kubernetes needs the official client: "
+                            "pip install 'surplus[agent-k8s]'") from None
+        k = c.kubernetes
+        out.append(KubernetesCollector(dc_id, k.pool_id, i.capacity_s, kubeconfig=k.kubeconfig,
+                                       context=k.context, device_models=k.device_models,
+                                       timeout_s=k.timeout_s))
     return out
