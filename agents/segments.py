@@ -388,38 +388,3 @@ def _fsync_dir(path: Path) -> None:
     finally:
         os.close(fd)
 
-
-@dataclass(frozen=True)
-class Peek:
-    """A segment log as seen from outside (another process may be writing it)."""
-
-    backlog: int  # records at or above the saved cursor
-    oldest_time_ms: int | None  # of the first such record
-    nbytes: int
-
-
-def peek(directory: Path) -> Peek:
-    """Read a segment log without opening it for writing: no lock taken, nothing truncated.
-
-    The saved cursor lags the live one by at most the agent's cursor save interval, so the
-    backlog can be a little high, never low.
-    """
-    try:
-        cursor = int((directory / "cursor").read_text().strip())
-    except (OSError, ValueError):
-        cursor = 0
-    backlog, oldest, nbytes = 0, None, 0
-    for path in sorted(directory.glob("*.seg")):
-        try:
-            data = path.read_bytes()
-        except OSError:
-            continue  # deleted while we looked: delivered
-        nbytes += len(data)
-        offset = 0
-        while (parsed := parse(data, offset, None)) is not None:
-            rec, offset = parsed
-            if rec.seq >= cursor:
-                backlog += 1
-                if oldest is None:
-                    oldest = rec.time_ms
-    return Peek(backlog, oldest, nbytes)

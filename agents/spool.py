@@ -27,7 +27,7 @@ from pathlib import Path
 
 from agents.frames import HEAD, parse
 from agents.records import JOB, KIND_NAMES, Record
-from agents.segments import FsyncPolicy, Item, SegmentLog, peek
+from agents.segments import FsyncPolicy, Item, SegmentLog
 
 log = logging.getLogger("agents.spool")
 
@@ -184,6 +184,42 @@ class Spool:
         if self._lock >= 0:
             os.close(self._lock)  # releases the flock
             self._lock = -1
+
+
+@dataclass(frozen=True)
+class Peek:
+    """A segment log as seen from outside (another process may be writing it)."""
+
+    backlog: int  # records at or above the saved cursor
+    oldest_time_ms: int | None  # of the first such record
+    nbytes: int
+
+
+def peek(directory: Path) -> Peek:
+    """Read a segment log without opening it for writing: no lock taken, nothing truncated.
+
+    The saved cursor lags the live one by at most the agent's cursor save interval, so the
+    backlog can be a little high, never low.
+    """
+    try:
+        cursor = int((directory / "cursor").read_text().strip())
+    except (OSError, ValueError):
+        cursor = 0
+    backlog, oldest, nbytes = 0, None, 0
+    for path in sorted(directory.glob("*.seg")):
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue  # deleted while we looked: delivered
+        nbytes += len(data)
+        offset = 0
+        while (parsed := parse(data, offset, None)) is not None:
+            rec, offset = parsed
+            if rec.seq >= cursor:
+                backlog += 1
+                if oldest is None:
+                    oldest = rec.time_ms
+    return Peek(backlog, oldest, nbytes)
 
 
 def peek_spool(path: Path) -> tuple[int, int | None, int]:

@@ -81,6 +81,12 @@ class LinuxCollector:
             raise CollectorError(f"cannot read {path}: {exc.strerror or exc}") from None
 
     def collect(self, now: datetime) -> Collected:
+        try:
+            return self._collect(now)
+        except CollectorError as exc:
+            raise CollectorError(str(exc), collector=self.name) from None
+
+    def _collect(self, now: datetime) -> Collected:
         cpus = parse_proc_stat(self._text(self.proc_stat))
         try:
             total = max(parse_cpu_list(self._text(self.present)), len(cpus))

@@ -214,7 +214,11 @@ class SlurmCollector:
                                     "-S", since.strftime("%Y-%m-%dT%H:%M:%S")]
 
     def collect(self, now: datetime) -> Collected:
-        return self.read(run_command(self.command(now), self.cfg.timeout_s), now)
+        try:
+            out = run_command(self.command(now), self.cfg.timeout_s)
+        except CollectorError as exc:
+            raise CollectorError(str(exc), collector=self.name) from None
+        return self.read(out, now)
 
     def read(self, out: Output, now: datetime) -> Collected:
         """This poll's events from sacct's output (what `collect` does after running sacct)."""

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -219,3 +221,60 @@ def test_totals_never_fall_and_the_ledger_sums_to_the_last_totals(
         last = events[-1].data
         assert sum(e.device_seconds for e in ledger.entries) == Decimal(repr(last.device_seconds_total))
         assert sum(e.energy_kwh for e in ledger.entries) == Decimal(repr(last.energy_kwh_total))
+
+
+def test_an_agent_whose_spool_failed_sends_the_finished_job_again(tmp_path: Path) -> None:
+    """Commit after spool, at the agent: the poll whose events the spool refused changes no state."""
+    from agents.clock import ManualClock
+    from agents.outbox import Outbox
+    from agents.run import Agent
+    from agents.settings import DataCenter
+    from agents.spool import Spool
+
+    sacct = tmp_path / "sacct.txt"
+    sacct.write_text(row("5003", "COMPLETED", 1800, at(0), at(30), gpus=2, energy="2000000") + "\n")
+    cfg = SlurmSettings(enabled=True, command=["cat", str(sacct)], partitions=collector().cfg.partitions)
+    slurm = SlurmCollector("nx-01", cfg, 60)
+    sent: list[bytes] = []
+
+    class Publisher:
+        def __init__(self, on_delivery):  # type: ignore[no-untyped-def]
+            self.on_delivery = on_delivery
+
+        def send(self, rec):  # type: ignore[no-untyped-def]
+            sent.append(rec.value)
+            self.on_delivery(rec, None)
+            return True
+
+        def poll(self, timeout_s: float = 0.0) -> int:
+            return 0
+
+        def reset(self) -> None: ...
+
+        def close(self, timeout_s: float) -> int:
+            return 0
+
+    box = Outbox(Spool(tmp_path / "spool"), Publisher)
+    real_put = box.put
+    fail = [True]
+
+    def put(events):  # type: ignore[no-untyped-def]
+        if fail.pop() if fail else False:
+            raise OSError(28, "No space left on device")
+        return real_put(events)
+
+    box.put = put  # type: ignore[method-assign]
+    dc = DataCenter(dc_id="nx-01", name="NX", operator="Example", province="CN-NX", hub="nx",
+                    lat=38.5, lon=106.2, racks_total=10)
+    clock = ManualClock(at(31).astimezone(UTC))
+    agent = Agent(dc, [slurm], outbox=box, clock=clock)
+    with pytest.raises(OSError, match="No space left"):
+        agent.step()
+    assert slurm.jobs == {}  # nothing reached the spool: nothing was committed
+    clock.advance(60)
+    agent.step()
+    box.pump()
+    ends = [v for v in sent if b'"phase":"end"' in v and b'"job_id":"5003"' in v]
+    assert len(ends) == 1 and b'"device_seconds_total":3600' in ends[0]
+    assert slurm.jobs["5003"].ended
+    box.close(1)
