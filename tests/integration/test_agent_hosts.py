@@ -20,8 +20,8 @@ from schemas.events import CapacityEvent, JobEvent
 from schemas.prices import PriceBook
 from schemas.topics import Topics
 from streams.ledger import apply
-from surplus.kafka_admin import ensure_topics
-from surplus.localkafka import LocalKafka
+from surplus.kafka.admin import ensure_topics
+from surplus.kafka.local import LocalKafka
 from tests.integration.test_agent_kafka import consume, own_broker  # noqa: F401  (a fixture)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(300)]
