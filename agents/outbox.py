@@ -103,7 +103,8 @@ class Outbox:
             self._in_flight = max(0, self._in_flight - len(done))
             self.counts.delivered += len(done)
             self._backoff = self.retry_backoff_s
-            self.watch.delivered(self.spool.backlog)
+            if not self.watch.up:
+                self.watch.delivered(self.spool.backlog)
 
     def _rewind(self) -> None:
         self.publisher.reset()

@@ -221,6 +221,9 @@ def test_a_broker_outage_loses_nothing(own_broker: LocalKafka, topic_prefix: str
     agent = Agent(settings.dc, [recording], outbox=outbox, clock=clock, intervals=settings.intervals)
 
     agent.run_for(120)
+    deadline = time.monotonic() + 60  # a freshly started broker may still load its coordinator
+    while outbox.counts.delivered == 0 and time.monotonic() < deadline:
+        agent.run_for(30)
     delivered_before = outbox.counts.delivered
     assert delivered_before > 0
     own_broker.down(timeout_s=30)
