@@ -136,7 +136,10 @@ def test_fake_host_tools_publish_the_right_events(kafka_bootstrap: str, topic_pr
     def finished(messages: list[object]) -> bool:
         ends = {m.event["data"]["job_id"] for m in messages  # type: ignore[attr-defined]
                 if m.event["type"] == "cpn.job.v1" and m.event["data"]["phase"] == "end"}  # type: ignore[attr-defined]
-        return ends >= {"5001", "5003", "6001", "7001"}
+        models = {m.event["data"]["device_model"] for m in messages  # type: ignore[attr-defined]
+                  if m.event["type"] == "cpn.capacity.v1"}  # type: ignore[attr-defined]
+        return ends >= {"5001", "5003", "6001", "7001"} and models >= {
+            "nvidia-a800-sxm4-80gb", "huawei-ascend-910c"}
 
     messages = consume(kafka_bootstrap, topic_prefix, finished)
     now = datetime.now(UTC)
