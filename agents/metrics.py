@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -38,7 +38,7 @@ class AgentMetrics:
     def __init__(self, outbox: Outbox, counts: list[Counter[str]]) -> None:
         self.outbox, self.counts = outbox, counts
         self._lock = threading.Lock()
-        self._snap: dict[str, object] = {}
+        self._snap: dict[str, Any] = {}
         self.refresh(0)
 
     def refresh(self, now_ms: int) -> None:
@@ -47,7 +47,7 @@ class AgentMetrics:
         merged: Counter[str] = Counter()
         for c in self.counts:
             merged.update(c)
-        snap = {"spooled": dict((k, v) for k, v in merged.items() if k.startswith("cpn.")),
+        snap: dict[str, Any] = {"spooled": dict((k, v) for k, v in merged.items() if k.startswith("cpn.")),
                 "collector_errors": {k.removesuffix("_errors"): v for k, v in merged.items()
                                      if k.endswith("_errors")},
                 "delivered": box.counts.delivered, "errors": box.counts.errors,
@@ -62,7 +62,7 @@ class AgentMetrics:
             s = dict(self._snap)
         events_in = CounterMetricFamily("surplus_agent_events_in", "Events collected and spooled",
                                         labels=["type"])
-        for event_type, n in sorted(s["spooled"].items()):  # type: ignore[attr-defined]
+        for event_type, n in sorted(s["spooled"].items()):
             events_in.add_metric([event_type], n)
         yield events_in
         yield CounterMetricFamily("surplus_agent_events_out", "Events delivered to Kafka",
@@ -74,7 +74,7 @@ class AgentMetrics:
         yield CounterMetricFamily("surplus_agent_kafka_errors", "librdkafka errors", value=s["kafka_errors"])
         failed = CounterMetricFamily("surplus_agent_collector_errors", "Collector turns that failed",
                                      labels=["collector"])
-        for name, n in sorted(s["collector_errors"].items()):  # type: ignore[attr-defined]
+        for name, n in sorted(s["collector_errors"].items()):
             failed.add_metric([name], n)
         yield failed
         yield GaugeMetricFamily("surplus_agent_spool_backlog_events", "Events not yet delivered",
@@ -92,7 +92,7 @@ def serve(metrics: AgentMetrics, port: int, addr: str = "0.0.0.0") -> Callable[[
     Raises OSError when the port cannot be bound.
     """
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(metrics)  # type: ignore[arg-type]
+    registry.register(metrics)
     server, thread = start_http_server(port, addr=addr, registry=registry)
 
     def stop() -> None:

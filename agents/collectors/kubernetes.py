@@ -140,12 +140,12 @@ class KubernetesCollector:
             try:
                 if self.kubeconfig is None and not self.context:
                     try:
-                        config.load_incluster_config()
+                        config.load_incluster_config()  # type: ignore[no-untyped-call]
                     except config.ConfigException:
-                        config.load_kube_config(context=self.context)
+                        config.load_kube_config(context=self.context)  # type: ignore[no-untyped-call]
                 else:
-                    config.load_kube_config(config_file=str(self.kubeconfig) if self.kubeconfig else None,
-                                            context=self.context)
+                    config.load_kube_config(  # type: ignore[no-untyped-call]
+                        config_file=str(self.kubeconfig) if self.kubeconfig else None, context=self.context)
             except (config.ConfigException, OSError, TypeError, ValueError) as exc:
                 raise CollectorError(f"no Kubernetes configuration: {exc}", collector=self.name) from None
             self._api = client.CoreV1Api()
