@@ -264,6 +264,7 @@ def test_tampering_fails_verify_naming_the_statement(closed: Any, key_file: Path
     assert _verify(good, tmp_path / "missing.pem", capsys)[0] == 2
 
 
+@pytest.mark.kafka
 def test_a_late_job_event_restates_the_hour(closed: Any, key_file: Path, tmp_path: Path,
                                             kafka_bootstrap: str, topic_prefix: str,
                                             capsys: pytest.CaptureFixture[str]) -> None:
