@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from surplus.kafka.local import free_port
+from surplus.kafka.ports import free_port
 from surplus.store import parse_url, redact
 
 PASSWORDS = ["pa#ss", "pa?ss", "pa/ss", "p@ss", "pa:ss", "#?/@:x", "a b%"]
