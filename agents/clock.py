@@ -25,15 +25,23 @@ class SystemClock:
 
 
 class SimClock:
-    """Simulated time: starts at `start` and runs `speed` times faster than the real clock."""
+    """Simulated time: starts at `start` and runs `speed` times faster than the real clock.
 
-    def __init__(self, start: datetime | None = None, speed: float = 1.0) -> None:
+    With `not_after_now`, it never passes the real time (UTC): a simulation of the past that
+    falls behind on a loaded machine then waits for the present instead of sending events that a
+    receiver must reject as `future_time` (SPEC §3: more than 300 s ahead of its clock)."""
+
+    def __init__(self, start: datetime | None = None, speed: float = 1.0, *, not_after_now: bool = False) -> None:
         self.start = start or datetime.now(UTC)
         self.speed = speed
+        self.not_after_now = not_after_now
         self._real0 = time.monotonic()
 
     def now(self) -> datetime:
-        return self.start + timedelta(seconds=(time.monotonic() - self._real0) * self.speed)
+        simulated = self.start + timedelta(seconds=(time.monotonic() - self._real0) * self.speed)
+        if self.not_after_now:
+            return min(simulated, datetime.now(UTC))
+        return simulated
 
 
 class ManualClock:

@@ -255,7 +255,7 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
         if backfill_days > 0:
             _backfill(console, sim, settings, workdir, fleet_signer(keys), backfill_days, span)
         now = datetime.now(UTC).replace(microsecond=0)
-        clock = SimClock(now - span, speed=speed)
+        clock = SimClock(now - span, speed=speed, not_after_now=True)  # never future-dated events
         fleet = Fleet.simulated(sim, kafka=settings, spool=SpoolSettings(path=workdir / "spool"), clock=clock,
                                 intervals=Intervals(capacity_s=60, power_s=300, heartbeat_s=60),
                                 signer=fleet_signer(keys))
@@ -278,7 +278,9 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
                 value = _bad_messages(prefix, spoof, clock.now())[1][2].replace(b": 99", b": 1")
                 producer.produce(prefix + "capacity", value, key=spoof.encode(), headers=[sign(value, keys[honest])])
                 producer.flush(10)
-                fleet.run_for(span.total_seconds() / 2 - 1, stop)
+                # the rest of the span, to its fixed end: a slow first half or a slow flush above
+                # shortens the second half instead of running the clock past the present
+                fleet.run_for((clock.start + span - clock.now()).total_seconds() - 1, stop)
             except Exception as exc:  # shown, then the demo ends with what it has
                 progress.errors.append(f"{type(exc).__name__}: {exc}")
             finally:

@@ -185,3 +185,17 @@ def test_national_fleet_spans_the_hubs_with_mixed_hardware() -> None:
     for d in fleet[:8]:
         evs = SimulatedDataCenter(d.dc, d.sim, start=T0).events_between(T0, T0 + timedelta(minutes=10))
         assert_all_valid(evs, d.dc.dc_id)
+
+
+def test_a_sim_clock_of_the_past_never_passes_the_present() -> None:
+    """The demo's clock (SimClock(not_after_now=True)) waits for the present instead of running past it."""
+    from datetime import UTC, datetime, timedelta
+
+    from agents.clock import SimClock
+
+    ahead = SimClock(datetime.now(UTC) + timedelta(hours=1), speed=1.0, not_after_now=True)
+    assert ahead.now() <= datetime.now(UTC)
+    fast = SimClock(datetime.now(UTC) - timedelta(seconds=1), speed=1e9, not_after_now=True)
+    assert abs((fast.now() - datetime.now(UTC)).total_seconds()) < 1
+    free = SimClock(datetime.now(UTC) - timedelta(seconds=1), speed=1e9)
+    assert free.now() > datetime.now(UTC) + timedelta(seconds=10), "without the cap it runs ahead"
