@@ -19,8 +19,9 @@
 -- invoker (SQL SECURITY INVOKER, ClickHouse's default), so the raw-table policies restrict the
 -- hub and national views, the ledger and tenant usage too; the views that carry `province` get
 -- their own policy as well. A DC counts for a province when any of its registrations names it.
--- The dead letters (raw payloads of every DC), pipeline metrics, alert state and
--- schema_migrations(_steps) are not granted to provincial analysts at all.
+-- The dead letters (raw payloads of every DC), pipeline metrics, alert state,
+-- schema_migrations(_steps) and the dispatcher's forecast (pool_idle_forecast, pool_sellable_24h:
+-- the national platform's) are not granted to provincial analysts at all.
 
 CREATE ROLE IF NOT EXISTS cpn_writer;
 GRANT SELECT, INSERT ON cpn.* TO cpn_writer;

@@ -30,7 +30,9 @@ NATIONAL = USERS_D / "surplus-analysts.xml"
 PROVINCIAL = USERS_D / "province-analyst.xml.example"
 ROLES_SQL = REPO / "deploy" / "clickhouse" / "roles.sql"
 A, B = "gz-guian-01", "bj-01"  # in CN-GZ and CN-BJ
-WITHHELD = {"dead_letters", "deadletter", "pipeline_metrics", "schema_migrations", "schema_migration_steps"}
+WITHHELD = {"dead_letters", "deadletter", "pipeline_metrics", "schema_migrations", "schema_migration_steps",
+            # the dispatcher's forecast and sellable view: the national platform's, not a province's
+            "pool_idle_forecast", "pool_sellable_24h"}
 
 SETUP = r"""
 import asyncio, json, sys
