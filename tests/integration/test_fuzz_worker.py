@@ -21,6 +21,7 @@ from schemas.prices import PriceBook
 from schemas.reasons import DETAIL_MAX_CHARS, Reason, Reject
 from schemas.signing import sign
 from streams.batch import Record
+from streams.guard import DeadLetterGuard
 from streams.sink import Sink
 from streams.worker import Handler
 from tests.unit.test_fuzz_decode import DC, GOLDEN, KEY, NOW, VERIFIER, hostile, hostile_headers
@@ -100,7 +101,10 @@ def test_the_worker_survives_hostile_input_with_bounded_memory(store: Any) -> No
     letters = DeadLetters()
     handler = Handler(sink=Sink(store.client, store.database, retries=0), catalogue=load_catalogue(),
                       prices=PriceBook.load(), deadletter_topic="fz.deadletter", produce=letters,
-                      verifier=VERIFIER, clock=lambda: NOW, job_cache_size=1000)
+                      verifier=VERIFIER, clock=lambda: NOW, job_cache_size=1000,
+                      # the fuzz is mostly poison on purpose: the dead-letter guard (its own tests in
+                      # tests/unit and tests/integration) would rightly hold every commit back
+                      guard=DeadLetterGuard(limit=1.0))
     rnd = random.Random(20261127)
     sent = 0
 
