@@ -142,6 +142,10 @@ def test_every_client_reads_the_current_figures_while_the_worker_writes(
 def test_every_dashboard_panel_runs_through_clickhouse_go(served: Served, loader: Loader) -> None:
     loader.join(300)
     assert loader.error is None
+    from surplus.dispatch.service import refresh
+
+    # the forecast and the sellable panel's table, written through the served store as the API does
+    assert refresh(served.client("surplus"), "cpn")[1] > 0
     binary = build_go()
     now = datetime.now(UTC)
     when = TimeRange(loader.end - timedelta(hours=3), now)
