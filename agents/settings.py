@@ -9,7 +9,6 @@ file, then the defaults here. Built once at start-up; a bad value is one `UserEr
 
 from __future__ import annotations
 
-import os
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
@@ -37,6 +36,7 @@ from schemas.hubs import HubId
 from surplus.errors import UserError
 from surplus.kafka.connection import ENV_FIELDS, KafkaConnection
 from surplus.paths import var_dir
+from surplus.settings_sources import ContextValues, EnvGroup
 
 
 class Section(BaseModel):
@@ -213,29 +213,13 @@ class AgentSettings(BaseSettings):
                                    dotenv_settings: PydanticBaseSettingsSource,
                                    file_secret_settings: PydanticBaseSettingsSource,
                                    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _SharedEnv(settings_cls), _File(settings_cls))
+        return (init_settings, env_settings, EnvGroup(settings_cls, "kafka", SHARED_ENV),
+                ContextValues(settings_cls, _FILE_VALUES))
 
 
 # the shared variables every surplus component reads, mapped into this model
 SHARED_ENV = {**ENV_FIELDS, "SURPLUS_TOPIC_PREFIX": "topic_prefix"}
 _FILE_VALUES: ContextVar[dict[str, Any]] = ContextVar("agent_file_values")
-
-
-class _SharedEnv(PydanticBaseSettingsSource):
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        kafka = {name: os.environ[env] for env, name in SHARED_ENV.items() if os.environ.get(env)}
-        return {"kafka": kafka} if kafka else {}
-
-
-class _File(PydanticBaseSettingsSource):
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return _FILE_VALUES.get({})
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from streams.guard import DEFAULT_LIMIT, DEFAULT_WINDOW
 from surplus.kafka.admin import PARTITIONS
 from surplus.kafka.connection import ENV_FIELDS, KafkaConnection
 from surplus.paths import default_clickhouse_url, var_dir
+from surplus.settings_sources import ContextValues, EnvGroup
 
 
 class WorkerSettings(BaseSettings):
@@ -88,31 +89,11 @@ class WorkerSettings(BaseSettings):
                                    dotenv_settings: PydanticBaseSettingsSource,
                                    file_secret_settings: PydanticBaseSettingsSource,
                                    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _KafkaEnv(settings_cls), _File(settings_cls))
+        return (init_settings, env_settings, EnvGroup(settings_cls, "kafka", ENV_FIELDS),
+                ContextValues(settings_cls, _FILE_VALUES))
 
 
 _FILE_VALUES: ContextVar[dict[str, Any]] = ContextVar("worker_file_values")
-
-
-class _KafkaEnv(PydanticBaseSettingsSource):
-    """The shared KAFKA_* variables, as the `kafka` field."""
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        kafka = {name: os.environ[env] for env, name in ENV_FIELDS.items() if os.environ.get(env)}
-        return {"kafka": kafka} if kafka else {}
-
-
-class _File(PydanticBaseSettingsSource):
-    """The `--config` TOML file's values (set by `load_settings`), below the environment."""
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return _FILE_VALUES.get({})
 
 
 def load_settings(config: Path | None = None, **overrides: Any) -> WorkerSettings:
