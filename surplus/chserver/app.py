@@ -41,34 +41,55 @@ CHUNK = 1 << 20
 
 
 class Decompressor:
-    """Content-Encoding of a request body -> a streaming decompressor (ServerError if unknown)."""
+    """Content-Encoding of a request body -> a streaming decompressor (ServerError if unknown).
+
+    A body may hold several compressed frames (gzip members, zlib streams, LZ4 frames) one after
+    another: clickhouse-connect compresses each block of an INSERT as a frame of its own. Each
+    frame is decompressed in turn; `finish` refuses a body that ends inside a frame.
+    """
 
     def __init__(self, encoding: str) -> None:
         encoding = encoding.strip().lower()
-        self._obj: Any = None
+        self._new: Callable[[], Any] | None = None
         if encoding in ("", "identity", "none"):
             return
         if encoding in ("gzip", "x-gzip"):
-            self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            self._new = lambda: zlib.decompressobj(16 + zlib.MAX_WBITS)
         elif encoding == "deflate":
-            self._obj = zlib.decompressobj()
+            self._new = zlib.decompressobj
         elif encoding == "lz4":
             import lz4.frame
 
-            self._obj = lz4.frame.LZ4FrameDecompressor()
+            self._new = lz4.frame.LZ4FrameDecompressor
         else:
             raise protocol.ServerError(protocol.BAD_ARGUMENTS,
                                        f"Unknown Content-Encoding of the request body: {encoding}; "
                                        "use gzip, deflate or lz4")
+        self._obj: Any = self._new()
+        self._inside = False  # bytes of an unfinished frame were fed
 
     def feed(self, data: bytes) -> bytes:
-        if self._obj is None:
+        """The decompressed bytes of `data` (the body's next piece), across frame boundaries."""
+        if self._new is None:
             return data
+        out: list[bytes] = []
         try:
-            out: bytes = self._obj.decompress(data)
+            while data:
+                out.append(self._obj.decompress(data))
+                self._inside = not self._obj.eof
+                if self._inside:
+                    break
+                data = self._obj.unused_data  # the next frame starts here
+                self._obj = self._new()
         except Exception as exc:
             raise protocol.ServerError(protocol.CANNOT_DECOMPRESS, f"Cannot decompress the body: {exc}") from None
-        return out
+        return b"".join(out)
+
+    def finish(self) -> None:
+        """ServerError if the body ended inside a compressed frame (a truncated body)."""
+        if self._new is not None and self._inside:
+            raise protocol.ServerError(protocol.CANNOT_DECOMPRESS,
+                                       "Cannot decompress the body: it ends inside a compressed frame")
 
 
 class Server:
@@ -201,6 +222,7 @@ class Server:
         body = b""
         if insert is None and request.can_read_body:
             body = decompress.feed(await request.read())
+            decompress.finish()
             if text and body:
                 text = text + b"\n" + body
             elif body:
@@ -225,6 +247,7 @@ class Server:
                         data = decompress.feed(piece)
                         if data:
                             await self._run(user, job.append, data)
+                    decompress.finish()
                 summary = await self._run(user, job.finish)
                 headers = self._headers(query_id)
                 headers["X-ClickHouse-Summary"] = summary.header()

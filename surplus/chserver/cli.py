@@ -136,8 +136,9 @@ async def _serve(path: Path, database: str, state_dir: Path, host: str, port: in
         raise UserError(_engine_failure(path, exc)) from None
     try:
         server = Server(engine, users, database, writer_threads=threads, reader_threads=threads)
+        # bodies are decompressed by the app (every frame of a multi-frame body, lz4 too)
         runner = web.AppRunner(server.application(), access_log=None, handle_signals=False,
-                               shutdown_timeout=60)
+                               shutdown_timeout=60, auto_decompress=False)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         try:
