@@ -1,8 +1,9 @@
 """`surplus report`: the command. Wiring.
 
 The report is built by surplus.report_build (figures from ClickHouse, shape declared in
-surplus.report_model, `--json` prints exactly that), drawn by surplus.report_render (rich
-tables) and surplus.charts (PNGs). `surplus demo` ends with the same functions.
+surplus.report_model, `--format json` prints exactly that, `--format csv` one row per figure
+by surplus.report_csv), drawn by surplus.report_render (text that fits any width) and
+surplus.charts (PNGs). `surplus demo` ends with the same functions.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from schemas.hubs import HUBS
 from surplus.errors import UserError
 from surplus.report_build import build_report, build_tenant_report, parse_at, write_pngs
 from surplus.report_render import render_report, render_tenants
+
+FORMATS = ("text", "json", "csv")
 
 __all__ = ["build_report", "build_tenant_report", "render_report", "render_tenants", "report",
            "write_pngs"]
@@ -39,17 +42,27 @@ __all__ = ["build_report", "build_tenant_report", "render_report", "render_tenan
                                          "table to its hub).")
 @click.option("--tenants", "tenants_only", is_flag=True,
               help="Show only the tenants: usage and amounts per tenant (all of them).")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print the report as JSON on stdout and nothing else (money as decimal strings).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+              help="text (default): tables that fit the terminal, or 80 columns when piped, "
+                   "every figure in full; json: the declared JSON document on stdout and nothing "
+                   "else (money as decimal strings); csv: one row per figure, columns "
+                   "section,key,field,value.")
+@click.option("--json", "as_json", is_flag=True, help="The same as --format json.")
 @click.option("--png", "png_dir", metavar="DIR", type=click.Path(file_okay=False, path_type=Path),
-              help="Also write national_surplus.png and green_share.png into DIR; print their paths.")
+              help="Also write the charts (national_surplus.png, hub_surplus.png, "
+                   "green_share.png) into DIR; print their paths.")
 @click.option("--width-px", default=1200, show_default=True, type=click.IntRange(320, 8000),
               help="Width of the PNGs in pixels.")
 @click.option("--height-px", default=600, show_default=True, type=click.IntRange(240, 8000),
               help="Height of the PNGs in pixels.")
+@click.option("--progress-s", default=5.0, show_default=True, type=click.FloatRange(min=0),
+              metavar="SECONDS",
+              help="When stderr is not a terminal: a plain progress line on stderr at most this "
+                   "often while the report is being built (0: one per step). On a terminal: a "
+                   "spinner.")
 def report(url: str | None, at_text: str | None, hub: str | None, dc: str | None,
-           tenants_only: bool, as_json: bool, png_dir: Path | None, width_px: int,
-           height_px: int) -> None:
+           tenants_only: bool, fmt: str | None, as_json: bool, png_dir: Path | None,
+           width_px: int, height_px: int, progress_s: float) -> None:
     """National, hub and DC idle compute (surplus), green share and PUE against the hub targets,
     stale DCs, top tenants and dead letters, from ClickHouse.
 
@@ -59,35 +72,48 @@ def report(url: str | None, at_text: str | None, hub: str | None, dc: str | None
     """
     from clickhouse_connect.driver.exceptions import ClickHouseError
 
+    if as_json and fmt not in (None, "json"):
+        raise UserError(f"--json and --format {fmt} disagree: give one of them")
     at = parse_at(at_text) if at_text is not None else None
     try:
-        _report(url, at, hub, dc, tenants_only, as_json, png_dir, width_px, height_px)
+        _report(url, at, hub, dc, tenants_only, "json" if as_json else fmt or "text", png_dir,
+                width_px, height_px, progress_s)
     except ClickHouseError as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise UserError(f"ClickHouse query failed: {first}") from None
 
 
 def _report(url: str | None, at: datetime | None, hub: str | None, dc: str | None,
-            tenants_only: bool, as_json: bool, png_dir: Path | None, width_px: int,
-            height_px: int) -> None:
+            tenants_only: bool, fmt: str, png_dir: Path | None, width_px: int,
+            height_px: int, progress_s: float) -> None:
     from surplus.paths import default_clickhouse_url
+    from surplus.progress import Progress
     from surplus.store import connect
 
-    client, target = connect(url or os.environ.get("CLICKHOUSE_URL") or default_clickhouse_url())
-    db = target.database
     data: Any
-    if tenants_only:
-        data = build_tenant_report(client, db, hub=hub, dc=dc, at=at)
-    else:
-        data = build_report(client, db, hub=hub, dc=dc, at=at)
-    pngs = []
-    if png_dir is not None:
-        pngs = write_pngs(client, db, png_dir, width_px=width_px, height_px=height_px,
-                          hub=hub, dc=dc, at=at)
-    if as_json:
-        if pngs:
-            data["charts"] = [str(p) for p in pngs]
+    with Progress("surplus report", every_s=progress_s) as progress:
+        progress.step("opening the store")
+        client, target = connect(url or os.environ.get("CLICKHOUSE_URL") or default_clickhouse_url())
+        db = target.database
+        if tenants_only:
+            progress.step("tenants")
+            data = build_tenant_report(client, db, hub=hub, dc=dc, at=at)
+        else:
+            data = build_report(client, db, hub=hub, dc=dc, at=at, progress=progress.step)
+        pngs = []
+        if png_dir is not None:
+            progress.step("charts")
+            pngs = write_pngs(client, db, png_dir, width_px=width_px, height_px=height_px,
+                              hub=hub, dc=dc, at=at, report=None if tenants_only else data)
+    if pngs and fmt != "text":
+        data["charts"] = [str(p) for p in pngs]
+    if fmt == "json":
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    if fmt == "csv":
+        from surplus.report_csv import to_csv
+
+        click.echo(to_csv(data), nl=False)
         return
     from rich.console import Console
 

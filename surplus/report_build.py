@@ -9,6 +9,7 @@ targets come from schemas/hubs.py. Raises UserError (one line) on bad options or
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -29,6 +30,7 @@ TOP_TENANTS = 10
 NO_DATA = "no data yet: run `surplus demo` or a worker"
 ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 PRECISIONS = ("fp16", "fp32", "fp64")
+CHART_POINTS = 2000  # the hub chart's most time buckets (longer periods are averaged)
 
 
 def parse_at(text: str) -> datetime:
@@ -85,16 +87,40 @@ def _floor_hour(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
-def _surplus(row: dict[str, Any]) -> dict[str, Any]:
+def _surplus(row: dict[str, Any], devices: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "idle_pflops": {p: float(row[f"idle_pflops_{p}"]) for p in PRECISIONS},
         "online_pflops_fp16": float(row["online_pflops_fp16"]),
         "idle_devices": int(row["idle_devices"]),
         "online_devices": int(row["online_devices"]),
         "allocated_devices": int(row["allocated_devices"]),
+        "devices": devices or _no_devices(),
         "pools_reporting": int(row["pools_reporting"]),
         "pools_stale": int(row["pools_stale"]),
     }
+
+
+def _no_devices() -> dict[str, Any]:
+    return {kind: {"idle": 0, "online": 0, "allocated": 0} for kind in ("accelerators", "cpu_cores")}
+
+
+class _DeviceSplit:
+    """Device counts at the snapshot minute by kind, per DC, per hub and national."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        from schemas.catalogue import load_catalogue
+
+        catalogue = load_catalogue()
+        self.national = _no_devices()
+        self.hubs: dict[str, dict[str, Any]] = {}
+        self.dcs: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            device = catalogue.get(str(row["device_model"]))
+            kind = "cpu_cores" if device is not None and device.kind == "cpu" else "accelerators"
+            for split in (self.national, self.hubs.setdefault(str(row["hub"]), _no_devices()),
+                          self.dcs.setdefault(str(row["dc_id"]), _no_devices())):
+                for key in ("idle", "online", "allocated"):
+                    split[kind][key] += int(row[f"{key}_devices"])
 
 
 def _energy(row: dict[str, Any]) -> dict[str, Any]:
@@ -117,14 +143,14 @@ _ZERO = {f"idle_pflops_{p}": 0.0 for p in PRECISIONS} | dict.fromkeys(
 _NO_ENERGY = dict.fromkeys(("facility_kwh", "it_kwh", "green_kwh", "carbon_kg"), 0.0)
 
 
-def _hubs(client: Client, database: str, scope: q.Scope) -> list[dict[str, Any]]:
+def _hubs(client: Client, database: str, scope: q.Scope, split: _DeviceSplit) -> list[dict[str, Any]]:
     surplus = {r["hub"]: r for r in q.hubs_at(client, database, scope)} if scope.ts else {}
     energy = {r["hub"]: r for r in q.green_by_hub(client, database, scope)}
     rows = []
     for hub in sorted(surplus.keys() | energy.keys()):
         known = HUBS.get(hub)
         name, pue_target = (known.name, known.pue_target) if known else (hub, None)
-        row = {"hub": hub, "name": name, **_surplus(surplus.get(hub, _ZERO)),
+        row = {"hub": hub, "name": name, **_surplus(surplus.get(hub, _ZERO), split.hubs.get(hub)),
                **_energy(energy.get(hub, _NO_ENERGY))}
         share, pue = row["green_share"], row["pue"]
         row |= {
@@ -191,36 +217,51 @@ def _head(scope: q.Scope, at: datetime | None, hub: str | None, dc: str | None) 
 
 def build_report(
     client: Client, database: str, *, hub: str | None = None, dc: str | None = None,
-    at: datetime | str | None = None,
+    at: datetime | str | None = None, progress: Callable[[str], None] | None = None,
 ) -> Report:
-    """The whole report as a JSON-ready dict of the declared `Report` shape."""
+    """The whole report as a JSON-ready dict of the declared `Report` shape.
+
+    `progress` is called with the name of each step as it starts (surplus.progress).
+    """
+    step = progress or (lambda _: None)
+    step("the snapshot minute")
     scope, requested = _scope(client, database, hub=hub, dc=dc, at=at)
     ref = requested or q.data_time(client, database)
     national = None
+    step("national figures")
+    split = _DeviceSplit(q.devices_at(client, database, scope) if scope.ts is not None else [])
     if scope.ts is not None and (now := q.national_at(client, database, scope)) is not None:
         rng = q.national_range(client, database, scope)
         national = {
-            "ts": iso(now["ts"]), **_surplus(now),
+            "ts": iso(now["ts"]), **_surplus(now, split.national),
             "range": {"first_ts": iso(rng["first_ts"]), "last_ts": iso(rng["last_ts"]),
                       "minutes": int(rng["minutes"]),
                       **{p: {"min": float(rng[f"min_{p}"]), "max": float(rng[f"max_{p}"])}
                          for p in PRECISIONS}},
             "energy": _energy(q.green_national(client, database, scope)),
         }
+    step("DCs")
     names = q.dc_names(client, database)
     top = [{"dc_id": r["dc_id"], "name": names.get(r["dc_id"], ""), "hub": r["hub"],
-            "province": r["province"], **_surplus(r)}
+            "province": r["province"], **_surplus(r, split.dcs.get(r["dc_id"]))}
            for r in (q.dcs_at(client, database, scope, TOP_DCS) if scope.ts else [])]
+    step("hubs")
+    hubs = _hubs(client, database, scope, split)
+    step("stale DCs")
+    stale = _stale(client, database, scope, ref)
+    step("tenants")
+    tenants = _tenants(client, database, scope, TOP_TENANTS)
+    step("dead letters")
     dead = q.deadletters(client, database)
     return cast(Report, {
         **_head(scope, requested, hub, dc),
         "data_time": iso(ref),
         "targets": {"green_share": GREEN_SHARE_TARGET, "silent_after_s": SILENT_AFTER_S},
         "national": national,
-        "hubs": _hubs(client, database, scope),
+        "hubs": hubs,
         "top_dcs": top,
-        "stale_dcs": _stale(client, database, scope, ref),
-        **_tenants(client, database, scope, TOP_TENANTS),
+        "stale_dcs": stale,
+        **tenants,
         "deadletters": {"total": sum(int(r["count"]) for r in dead),
                         "by_reason": [{"reason": r["reason"], "count": int(r["count"])} for r in dead]},
     })
@@ -238,20 +279,41 @@ def build_tenant_report(
 def write_pngs(
     client: Client, database: str, directory: Path | str, *, width_px: int = 1200,
     height_px: int = 600, hub: str | None = None, dc: str | None = None,
-    at: datetime | str | None = None,
+    at: datetime | str | None = None, report: Report | None = None,
 ) -> list[Path]:
-    """The national surplus chart and the hourly green-share chart (by hub) as PNGs; their paths.
+    """The charts as PNGs in `directory`; their paths: national_surplus.png (national idle
+    PFLOPS per minute), hub_surplus.png (idle FP16 stacked by hub) and green_share.png (hourly
+    green share by hub, partial hours marked). Silent DCs are marked where they were last seen.
 
-    The national chart covers the whole period; `hub` / `dc` restrict the green-share chart.
+    The national chart stays national; `hub` / `dc` restrict the hub charts. `report`: the
+    `build_report` of the same options, for its stale DCs (else they are read again).
     """
     from surplus import charts
 
-    scope, _ = _scope(client, database, hub=hub, dc=dc, at=at)
+    scope, requested = _scope(client, database, hub=hub, dc=dc, at=at)
+    stale: list[Any]
+    if report is not None:
+        stale = list(report["stale_dcs"])
+    else:
+        stale = _stale(client, database, scope, requested or q.data_time(client, database))
+    national_stale = _stale(client, database, q.Scope(ts=scope.ts, start=scope.start,
+                                                      end=scope.end, hours=scope.hours),
+                            requested or q.data_time(client, database)) if (hub or dc) else stale
+    step = 1
+    if scope.ts is not None:
+        rng = q.national_range(client, database, scope)
+        if rng["first_ts"] is not None:
+            minutes = (rng["last_ts"] - rng["first_ts"]).total_seconds() / 60
+            step = max(1, int(minutes // CHART_POINTS) + 1)
     directory = Path(directory)
     size = {"width_px": width_px, "height_px": height_px}
     return [
         charts.national_surplus_png(q.national_series(client, database, scope),
-                                    directory / "national_surplus.png", **size),
+                                    directory / "national_surplus.png", stale_dcs=national_stale,
+                                    **size),
+        charts.hub_surplus_png(q.hub_series(client, database, scope, step),
+                               directory / "hub_surplus.png", stale_dcs=stale, **size),
         charts.green_share_png(q.green_series(client, database, scope),
-                               directory / "green_share.png", **size),
+                               directory / "green_share.png",
+                               coverage=q.power_coverage(client, database, scope), **size),
     ]

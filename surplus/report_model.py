@@ -51,12 +51,29 @@ class Head(TypedDict):
 
 
 @with_config(_CLOSED)
+class DeviceCounts(TypedDict):
+    idle: int
+    online: int
+    allocated: int
+
+
+@with_config(_CLOSED)
+class Devices(TypedDict):
+    """The device counts split by the catalogue's kind: accelerators (GPU/NPU/MLU/DCU devices)
+    and CPU cores (a CPU pool's devices are cores). Their sums are the `*_devices` counts."""
+
+    accelerators: DeviceCounts
+    cpu_cores: DeviceCounts
+
+
+@with_config(_CLOSED)
 class Surplus(TypedDict):
     idle_pflops: ByPrecision
     online_pflops_fp16: float
-    idle_devices: int
+    idle_devices: int  # accelerators and CPU cores together: see `devices`
     online_devices: int
     allocated_devices: int
+    devices: Devices
     pools_reporting: int
     pools_stale: int
 

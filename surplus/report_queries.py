@@ -185,6 +185,26 @@ def national_series(client: Client, database: str, scope: Scope) -> list[dict[st
     )
 
 
+def hub_series(client: Client, database: str, scope: Scope, step_min: int = 1) -> list[dict[str, Any]]:
+    """Idle FP16 PFLOPS per hub (`ts`, `hub`, `idle_pflops_fp16`) over the period, in time
+    order: per minute, or per `step_min`-minute bucket the mean over the minutes the hub had a
+    reporting pool (so that a month stays a chart of a few thousand points)."""
+    params: dict[str, Any] = {"step": max(1, step_min)}
+    conditions = [*_period(scope, "ts", params), *_place(scope, params, dc=None)]
+    if scope.ts is not None:
+        conditions.append("ts <= {ts:DateTime('UTC')}")
+        params["ts"] = scope.ts
+    rows = _rows(
+        client,
+        "SELECT toStartOfInterval(ts, toIntervalMinute({step:UInt32})) AS bucket, hub, "
+        "avg(idle_pflops_fp16) AS idle_pflops_fp16 "
+        f"FROM {database}.hub_surplus_minute {_where(conditions)} "
+        "GROUP BY bucket, hub ORDER BY bucket, hub",
+        params,
+    )
+    return [{"ts": r.pop("bucket"), **r} for r in rows]
+
+
 def hubs_at(client: Client, database: str, scope: Scope) -> list[dict[str, Any]]:
     params: dict[str, Any] = {"ts": scope.ts}
     conditions = ["ts = {ts:DateTime('UTC')}", *_place(scope, params, dc=None)]
@@ -204,6 +224,34 @@ def dcs_at(client: Client, database: str, scope: Scope, limit: int) -> list[dict
         f"SELECT dc_id, hub, province, {SURPLUS_COLUMNS} FROM {database}.dc_surplus_minute "
         f"{_where(conditions)} ORDER BY idle_pflops_fp16 DESC, dc_id LIMIT {{limit:UInt32}}",
         params,
+    )
+
+
+def devices_at(client: Client, database: str, scope: Scope) -> list[dict[str, Any]]:
+    """Per DC and device model at the snapshot minute: idle, online and allocated devices of its
+    reporting pools (each pool's latest sample standing for the minute, as in the surplus
+    relations), so that accelerators and CPU cores can be told apart (the catalogue's `kind`).
+
+    Every DC: the hub / DC restriction is the caller's. `device_model` is '' for a sample the
+    store no longer holds.
+    """
+    ts = "{ts:DateTime('UTC')}"
+    latest = (f"SELECT dc_id, pool_id, argMax((idle_devices, online_devices, allocated_devices, "
+              f"event_id), (sample_time, event_id)) AS v FROM {database}.pool_minutes "
+              f"WHERE ts = {ts} GROUP BY dc_id, pool_id")
+    return _rows(
+        client,
+        "SELECT _p.dc_id AS dc_id, if(_d.hub = '', 'none', _d.hub) AS hub, "
+        "_c.device_model AS device_model, sum(tupleElement(_p.v, 1)) AS idle_devices, "
+        "sum(tupleElement(_p.v, 2)) AS online_devices, sum(tupleElement(_p.v, 3)) AS allocated_devices "
+        f"FROM ({latest}) AS _p "
+        "LEFT JOIN (SELECT dc_id, event_id, any(device_model) AS device_model "
+        f"FROM {database}.capacity_samples WHERE time <= {ts} AND (dc_id, event_id) IN "
+        f"(SELECT dc_id, tupleElement(v, 4) FROM ({latest})) GROUP BY dc_id, event_id) AS _c "
+        "ON _c.dc_id = _p.dc_id AND _c.event_id = tupleElement(_p.v, 4) "
+        f"LEFT JOIN {database}.datacenters AS _d ON _d.dc_id = _p.dc_id "
+        "GROUP BY dc_id, hub, device_model",
+        {"ts": scope.ts},
     )
 
 
@@ -287,6 +335,28 @@ def green_series(client: Client, database: str, scope: Scope) -> list[dict[str, 
         f"{database}.hub_green_hourly {_where(conditions)} ORDER BY hub, hour",
         params,
     )
+
+
+def power_coverage(client: Client, database: str, scope: Scope) -> tuple[datetime, datetime, float] | None:
+    """What the power samples of the period's hours cover: (the start of the first sample's
+    interval, the time of the last sample, the longest interval in s); None without samples."""
+    params: dict[str, Any] = {}
+    conditions = []
+    if scope.hours is not None:
+        conditions = ["time >= {hour0:DateTime('UTC')}",
+                      "time < {hour1:DateTime('UTC')} + toIntervalHour(1)"]
+        params["hour0"], params["hour1"] = scope.hours
+    rows = _rows(
+        client,
+        "SELECT min(time - toIntervalSecond(interval_s)) AS first, max(time) AS last, "
+        f"max(interval_s) AS longest_s, count() AS n FROM {database}.power_samples "
+        f"{_where(conditions)}",
+        params,
+    )
+    row = rows[0] if rows else None
+    if not row or not row["n"]:
+        return None
+    return row["first"], row["last"], float(row["longest_s"])
 
 
 def tenants(client: Client, database: str, scope: Scope, limit: int | None) -> list[dict[str, Any]]:
