@@ -159,6 +159,15 @@ def _render(p: Progress, started: float, minutes: float) -> Any:
     return table
 
 
+def _line(p: Progress, started: float, minutes: float) -> str:
+    """The live table as one plain line, for a console that is not a terminal."""
+    sim = p.sim_now.strftime("%Y-%m-%d %H:%M UTC") if p.sim_now else "—"
+    line = (f"surplus demo: {p.phase}; simulated {sim}; {time.monotonic() - started:,.0f} s of "
+            f"~{minutes * 60:,.0f} s; published {p.published:,}, processed {p.processed:,}, "
+            f"lag {max(0, p.end - p.processed):,}, dead letters {p.dead:,}")
+    return line + (f"; dark DC {p.dark_dc}" if p.dark_dc else "")
+
+
 def _backfill(console: Any, sim: Any, kafka: Any, workdir: Path, signer: Any, days: float, span: timedelta) -> None:
     """Days of past telemetry before the live part, through an outbox of its own (agents.backfill)."""
     from agents.backfill import backfill
@@ -172,7 +181,8 @@ def _backfill(console: Any, sim: Any, kafka: Any, workdir: Path, signer: Any, da
                           client_id="surplus-history", signer=signer)
     try:
         sent = backfill(sim, outbox, end - timedelta(days=days), end,
-                        progress=lambda t, n: console.print(f"  history to {t:%Y-%m-%d %H:%M}: {n:,} events", end="\r"))
+                        progress=lambda t, n: console.print(f"  history to {t:%Y-%m-%d %H:%M}: {n:,} events",
+                                                            end="\r" if console.is_terminal else "\n"))
     finally:
         outbox.close(60)
     console.print(f"  {sent:,} past events published")
@@ -197,7 +207,6 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
              backfill_days: float = 0) -> dict[str, Any]:
     """Run the whole demo; return the final report (also rendered unless quiet)."""
     from rich.console import Console
-    from rich.live import Live
 
     from agents.clock import SimClock
     from agents.fleet import national_fleet
@@ -292,8 +301,10 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
         started = time.monotonic()
         thread = threading.Thread(target=drive, name="fleet", daemon=True)
         thread.start()
-        with Live(_render(progress, started, minutes), console=console, refresh_per_second=2,
-                  transient=quiet) as live:
+        from surplus.demo_display import progress_display
+
+        with progress_display(console, lambda: _render(progress, started, minutes),
+                              lambda: _line(progress, started, minutes), transient=quiet) as live:
             while thread.is_alive() or progress.phase != "done":
                 progress.sim_now = clock.now() if thread.is_alive() else progress.sim_now
                 progress.published = fleet.outbox.counts.delivered
@@ -336,12 +347,16 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
             from surplus.dispatch.cli import render_answer
             from surplus.dispatch.model import Answer
 
-            console.print(f"\n[bold]The dispatcher's question[/]: surplus place {SAMPLE_ARGS}")
+            console.print("\n[bold]The dispatcher's question[/]:")
+            console.print(f"  surplus place {SAMPLE_ARGS}", soft_wrap=True, markup=False,
+                          highlight=False)
             if "error" in report["dispatch"]:
                 console.print(f"[red]could not answer it: {report['dispatch']['error']}")
             else:
                 render_answer(Answer.model_validate(report["dispatch"]), console)
-            console.print(_afterwards(store, target.database, served=server is not None))
+            from surplus.demo_display import print_advice
+
+            print_advice(console, _afterwards(store, target.database, served=server is not None))
         return report
     finally:
         if watcher is not None:
@@ -355,23 +370,31 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
             broker.down()
 
 
-def _afterwards(store: str, database: str, *, served: bool) -> str:
-    """What to do with the store after the demo: keep it served, connect Grafana and analysts."""
+def _afterwards(store: str, database: str, *, served: bool) -> list[tuple[str, str]]:
+    """What to do with the store after the demo, as ("text" | "command", line) pairs: each
+    command on a line of its own, to be printed whole (surplus.demo_display.print_advice)."""
     if not served:
-        return (f"\nThe data is in [bold]{redact(store)}[/] (database {database}).\n"
-                f"Report on it again: .venv/bin/surplus report --url '{redact(store)}'")
-    return (
-        f"\nThe data is in [bold]{store}[/] (database {database}); the next demo run starts afresh.\n"
-        "Keep the store served (workers, reports, Grafana and analysts all at once):\n"
-        f"  SURPLUS_ANALYST_PASSWORD=<choose one> .venv/bin/surplus store serve --url '{store}'\n"
-        "  (it listens on 127.0.0.1:8123 and prints the writer's URL for workers last)\n"
-        "Grafana's ClickHouse datasource: protocol HTTP, server 127.0.0.1, port 8123, user analyst,\n"
-        f"  the password you chose, default database {database}.\n"
-        f"An analyst's client (clickhouse-connect, DBeaver/JDBC jdbc:clickhouse://127.0.0.1:8123/{database}):\n"
-        f"  http://analyst:<password>@127.0.0.1:8123/{database}\n"
-        f"  e.g. SELECT * FROM {database}.national_surplus_minute ORDER BY ts DESC LIMIT 5\n"
-        f"Report through it: CLICKHOUSE_URL=http://analyst:<password>@127.0.0.1:8123/{database} "
-        ".venv/bin/surplus report")
+        return [("text", f"\nThe data is in [bold]{redact(store)}[/] (database {database}). "
+                         "Report on it again:"),
+                ("command", f".venv/bin/surplus report --url '{redact(store)}'")]
+    url = f"http://analyst:<password>@127.0.0.1:8123/{database}"
+    return [
+        ("text", f"\nThe data is in [bold]{store}[/] (database {database}); the next demo run "
+                 "starts afresh."),
+        ("text", "Keep the store served (workers, reports, Grafana and analysts all at once); it "
+                 "listens on 127.0.0.1:8123 and prints the writer's URL for workers last:"),
+        ("command", f"SURPLUS_ANALYST_PASSWORD=<choose one> .venv/bin/surplus store serve "
+                    f"--url '{store}'"),
+        ("text", "Grafana's ClickHouse datasource: protocol HTTP, server 127.0.0.1, port 8123, "
+                 f"user analyst, the password you chose, default database {database}."),
+        ("text", f"An analyst's client (clickhouse-connect; DBeaver/JDBC "
+                 f"jdbc:clickhouse://127.0.0.1:8123/{database}) connects to:"),
+        ("command", url),
+        ("text", "e.g."),
+        ("command", f"SELECT * FROM {database}.national_surplus_minute ORDER BY ts DESC LIMIT 5"),
+        ("text", "Report through it:"),
+        ("command", f"CLICKHOUSE_URL={url} .venv/bin/surplus report"),
+    ]
 
 
 @click.command()
