@@ -351,9 +351,11 @@ def own_store(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
-def surplus(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def surplus(*args: str, timeout: float = 60,
+            env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).with_name("surplus")
-    env = {k: v for k, v in os.environ.items() if k != "CLICKHOUSE_URL"}
+    env = {k: v for k, v in os.environ.items() if k not in ("CLICKHOUSE_URL", "COLUMNS")}
+    env |= env_extra or {}
     return subprocess.run([str(exe), *args], cwd=REPO, capture_output=True, text=True,
                           timeout=timeout, env=env, check=False)
 
@@ -564,7 +566,8 @@ def test_png_charts_of_the_asked_size(own_store: str, tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     written = [Path(line.split(" ", 1)[1]) for line in run.stdout.splitlines()
                if line.startswith("wrote ")]
-    assert sorted(p.name for p in written) == ["green_share.png", "national_surplus.png"]
+    assert sorted(p.name for p in written) == ["green_share.png", "hub_surplus.png",
+                                               "national_surplus.png"]
     for path in written:
         assert path.stat().st_size > 1000
         assert _png_size(path) == (900, 450)
@@ -575,7 +578,7 @@ def test_write_pngs_default_size(fleet: tuple[Any, Dataset], tmp_path: Path) -> 
 
     store, _ = fleet
     paths = write_pngs(store.client, store.database, tmp_path, at=_at(90))
-    assert [_png_size(p) for p in paths] == [(1200, 600), (1200, 600)]
+    assert [_png_size(p) for p in paths] == [(1200, 600)] * 3
 
 
 @pytest.mark.parametrize("at", ["yesterday", "2025-13-40T99:00"])
@@ -590,3 +593,92 @@ def test_empty_store_from_the_console_script(tmp_path: Path) -> None:
     run = surplus("report", "--url", f"chdb://{tmp_path / 'empty'}")
     assert run.returncode == 1
     assert run.stderr == "surplus: error: no data yet: run `surplus demo` or a worker\n"
+
+
+# --- the text report piped, the other formats, progress -------------------------------------
+
+
+def test_piped_text_at_80_columns_has_every_figure_of_the_json(own_store: str) -> None:
+    """`COLUMNS=80 surplus report | cat`: every figure in full, hub and DC names complete."""
+    from tests.report_numbers import missing_figures, unexplained_numbers
+
+    text = surplus("report", "--url", own_store, env_extra={"COLUMNS": "80"})
+    assert text.returncode == 0, text.stderr
+    as_json = surplus("report", "--url", own_store, "--format", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    report = json.loads(as_json.stdout)
+    lines = text.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in text.stdout and "\x1b" not in text.stdout
+    assert missing_figures(text.stdout, report) == []
+    assert unexplained_numbers(text.stdout, report) == []
+    for name in ("Inner Mongolia hub", "Guizhou hub", "Yangtze River Delta hub", "nm-alpha DC",
+                 "yrd-beta DC"):
+        assert name in text.stdout
+    devices = report["national"]["devices"]
+    assert f"CPU cores     idle {devices['cpu_cores']['idle']:,} of " in text.stdout
+
+
+def test_formats_json_alias_and_csv(own_store: str) -> None:
+    import csv
+    import io
+
+    as_json = surplus("report", "--url", own_store, "--json")
+    formatted = surplus("report", "--url", own_store, "--format", "json")
+    assert as_json.returncode == formatted.returncode == 0
+    assert json.loads(as_json.stdout) == json.loads(formatted.stdout)
+    report = json.loads(formatted.stdout)
+    run = surplus("report", "--url", own_store, "--format", "csv")
+    assert run.returncode == 0, run.stderr
+    rows = list(csv.DictReader(io.StringIO(run.stdout)))
+    cells = {(r["section"], r["key"], r["field"]): r["value"] for r in rows}
+    assert float(cells[("national", "", "idle_pflops.fp16")]) == report["national"]["idle_pflops"]["fp16"]
+    for hub in report["hubs"]:
+        assert float(cells[("hubs", hub["hub"], "green_share")]) == hub["green_share"]
+    assert cells[("stale_dcs", "yrd-beta", "reasons.1")] == "silent"
+    tenant = report["tenants"][0]
+    assert cells[("tenants", tenant["tenant_id"], "amount_cny")] == tenant["amount_cny"]
+    both = surplus("report", "--url", own_store, "--json", "--format", "csv")
+    assert both.returncode == 2 and both.stderr.count("\n") == 1 and "--json" in both.stderr
+
+
+def test_progress_lines_on_stderr_when_piped(own_store: str) -> None:
+    run = surplus("report", "--url", own_store, "--progress-s", "0")
+    assert run.returncode == 0, run.stderr
+    steps = [line.split(": ", 1)[1].rsplit(" (", 1)[0] for line in run.stderr.splitlines()]
+    assert all(line.startswith("surplus report: ") for line in run.stderr.splitlines())
+    for step in ("opening the store", "national figures", "hubs", "stale DCs", "tenants",
+                 "dead letters"):
+        assert step in steps
+    assert "\x1b" not in run.stderr and "\r" not in run.stderr
+    assert "Surplus report" in run.stdout and "surplus report:" not in run.stdout
+
+
+def test_devices_split_into_accelerators_and_cpu_cores(fleet: tuple[Any, Dataset]) -> None:
+    from surplus.report import build_report
+
+    store, data = fleet
+    catalogue = load_catalogue()
+    report = build_report(store.client, store.database)
+    ts = last_minute(data)
+    latest: dict[tuple[str, str], tuple[datetime, str, int, int]] = {}
+    for t, dc_id, pool_id, model, online, alloc in data.capacity:
+        if ts - timedelta(seconds=3 * INTERVAL_S) < t <= ts and (
+                (dc_id, pool_id) not in latest or latest[(dc_id, pool_id)][0] < t):
+            latest[(dc_id, pool_id)] = (t, model, online, alloc)
+    expected = {"accelerators": [0, 0, 0], "cpu_cores": [0, 0, 0]}
+    for _, model, online, alloc in latest.values():
+        device = catalogue.get(model)
+        assert device is not None
+        kind = "cpu_cores" if device.kind == "cpu" else "accelerators"
+        expected[kind] = [a + b for a, b in zip(expected[kind], (online - alloc, online, alloc),
+                                                 strict=True)]
+    national = report["national"]
+    got = {kind: [national["devices"][kind][k] for k in ("idle", "online", "allocated")]
+           for kind in expected}
+    assert got == expected and expected["cpu_cores"][1] > 0 and expected["accelerators"][1] > 0
+    for row in (national, *report["hubs"], *report["top_dcs"]):
+        for key in ("idle", "online", "allocated"):
+            assert row[f"{key}_devices"] == sum(row["devices"][k][key] for k in expected)
+    nm_alpha = next(d for d in report["top_dcs"] if d["dc_id"] == "nm-alpha")
+    assert nm_alpha["devices"]["cpu_cores"]["online"] > 1000  # the Kunpeng pool's cores

@@ -12,8 +12,10 @@ from pydantic import ValidationError
 from surplus.report_model import json_schema, validate
 
 SURPLUS = {"idle_pflops": {"fp16": 1.5, "fp32": 0.1, "fp64": 0.05}, "online_pflops_fp16": 3.0,
-           "idle_devices": 3, "online_devices": 6, "allocated_devices": 3, "pools_reporting": 2,
-           "pools_stale": 0}
+           "idle_devices": 3, "online_devices": 6, "allocated_devices": 3,
+           "devices": {"accelerators": {"idle": 1, "online": 2, "allocated": 1},
+                       "cpu_cores": {"idle": 2, "online": 4, "allocated": 2}},
+           "pools_reporting": 2, "pools_stale": 0}
 ENERGY = {"facility_kwh": 10.0, "it_kwh": 8.0, "green_kwh": 5.0, "carbon_kg": 1.0,
           "green_share": 0.5, "pue": 1.25}
 HEAD = {"at": "2026-11-27T00:10:00Z", "requested_at": None,
