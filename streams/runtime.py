@@ -115,10 +115,6 @@ def prepare(settings: WorkerSettings, *, migrate_store: bool = True) -> Prepared
 
     app.on_partitions_revoked.connect(_revoked)
 
-    if settings.alert_rules is not None:
-        from streams.alerts.wiring import attach_alerts
-
-        attach_alerts(app, handler, settings, client, target.database)
     return Prepared(settings, app, handler)
 
 

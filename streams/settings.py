@@ -63,7 +63,6 @@ class WorkerSettings(BaseSettings):
     signing_keys: Path | None = Field(
         None, description="key registry TOML; when set, unsigned or badly signed events are rejected"
     )
-    alert_rules: Path | None = Field(None, description="alert rules TOML (none: no alerts)")
     data_dir: Path = Field(
         default_factory=lambda: var_dir() / "faust", description="faust's local state directory"
     )

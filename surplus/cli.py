@@ -18,7 +18,7 @@ from surplus.errors import UserError
 COMMANDS: dict[str, tuple[str, str]] = {
     "api": ("surplus.dispatch.api:api", "The dispatcher's HTTP API: offers, surplus now, OpenAPI."),
     "agent": ("agents.cli:agent", "Run the data-center agent (collectors, publisher, disk spool)."),
-    "alerts": ("streams.alerts.cli:alerts", "Alert rules and webhook delivery (test, resend)."),
+    "alerts": ("streams.alerts.cli:alerts", "The alert evaluator (run) and webhook delivery (check, test, resend)."),
     "db": ("surplus.db:db", "ClickHouse store: apply migrations."),
     "demo": ("surplus.demo:demo", "The national network on one machine, ending with a report."),
     "forecast": ("surplus.dispatch.cli:forecast", "Forecast idle devices per pool and hour; backtest it."),

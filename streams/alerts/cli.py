@@ -1,9 +1,12 @@
-"""`surplus alerts`: check a rules file, send a test notification, resend the undelivered. Wiring."""
+"""`surplus alerts`: run the evaluator, check a rules file, send a test, resend the undelivered. Wiring."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import socket
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,6 +34,63 @@ def _rules(path: Path | None) -> RulesFile:
 @click.group()
 def alerts() -> None:
     """Alert rules and webhook delivery (Alertmanager webhook format, signed)."""
+
+
+URL_HELP = "chdb:///path or http(s)://user:pass@host:8123/cpn  [env CLICKHOUSE_URL]"
+
+
+@alerts.command("run")
+@click.option("--rules", "rules_path", type=click.Path(path_type=Path), help=RULES_HELP)
+@click.option("--url", envvar="CLICKHOUSE_URL", default=None, help=URL_HELP)
+@click.option("--interval", "interval_s", type=click.FloatRange(0.05, 3600), default=None,
+              help="seconds between evaluations (default: the rules file's "
+                   "engine.evaluation_interval_s)")
+@click.option("--once", is_flag=True, help="evaluate once, deliver what is due, and exit")
+@click.option("--migrate/--no-migrate", default=True, show_default=True,
+              help="Apply missing ClickHouse migrations before starting.")
+@click.option("--loglevel", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def run(rules_path: Path | None, url: str | None, interval_s: float | None, once: bool,
+        migrate: bool, loglevel: str) -> None:
+    """Evaluate every alert rule for the whole network, on a schedule, and deliver notifications.
+
+    Reads the store (SPEC §5 relations, heartbeats and the workers' counters) that every worker
+    writes, so national and hub rules see all partitions. Run one evaluator per rules-file
+    `instance` (docs/alerts.md, "One evaluator"); workers do not evaluate rules.
+    """
+    from streams.alerts.engine import engine_from
+    from streams.alerts.run import evaluate
+    from surplus.paths import default_clickhouse_url
+    from surplus.store import connect
+    from surplus.store import migrate as apply_migrations
+
+    logging.basicConfig(level=loglevel.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    rules = _rules(rules_path)
+    client, target = connect(url or default_clickhouse_url())
+    if migrate:
+        try:
+            apply_migrations(client, target.database)
+        except UserError:
+            raise
+        except Exception as exc:
+            raise UserError(f"cannot migrate {target.database}: {str(exc).splitlines()[0]}") from None
+    engine = engine_from(rules, client, target.database,
+                         evaluator=f"{socket.gethostname()}/{os.getpid()}")
+    try:
+        engine.load()
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"alerts: cannot load alert state ({first}); run `surplus db migrate`") from None
+    every = interval_s if interval_s is not None else rules.engine.evaluation_interval_s
+    if not once:
+        click.echo(f"alerts: {len(rules.rule)} rule(s), {len(rules.receiver)} receiver(s), "
+                   f"every {every:g} s on {target.database}", err=True)
+    done = asyncio.run(evaluate(engine, interval_s=every, once=once))
+    click.echo(f"evaluated {done.ticks} time(s); queued {done.notifications} notification(s)"
+               + (f"; {done.failed} evaluation(s) failed" if done.failed else ""))
+    if once and done.failed:
+        raise UserError("the evaluation failed (see the log above)", exit_code=1)
 
 
 @alerts.command("check")
@@ -89,8 +149,7 @@ def test(receiver: str, rules_path: Path | None, attempts: int) -> None:
 
 @alerts.command("resend")
 @click.option("--rules", "rules_path", type=click.Path(path_type=Path), help=RULES_HELP)
-@click.option("--url", envvar="CLICKHOUSE_URL", default=None,
-              help="chdb:///path or http(s)://user:pass@host:8123/cpn  [env CLICKHOUSE_URL]")
+@click.option("--url", envvar="CLICKHOUSE_URL", default=None, help=URL_HELP)
 @click.option("--receiver", default=None, help="only this receiver's notifications")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=1000, show_default=True)
 def resend(rules_path: Path | None, url: str | None, receiver: str | None, limit: int) -> None:

@@ -124,6 +124,9 @@ class _Surplus(RuleBase):
     precision: Precision = "fp16"
     threshold_pflops: Annotated[float, Field(ge=0)]
     for_s: Seconds = 300.0
+    # the minute judged is the latest one `settle_s` before the stream clock, so that a worker
+    # a little behind the fastest one has written its partitions' samples of that minute
+    settle_s: Seconds = 60.0
 
 
 class SurplusAbove(_Surplus):

@@ -1,10 +1,10 @@
-"""The alert engine: observe batches, tick (evaluate -> plan -> persist -> queue), send. Wiring.
+"""The alert engine: tick (read the store -> evaluate -> plan -> persist -> queue), send. Wiring.
 
-The pure parts (live, rules, evaluate, dispatch) decide; this class owns their state between
-ticks and does the I/O: ClickHouse through `AlertStore` in a thread, HTTP through `Deliverer`
-in a bounded pool of sender tasks. `observe` is cheap and synchronous (it runs in the batch
-loop); everything slow happens in `tick` and the senders. What a sender cannot deliver, or what
-is still queued at shutdown, goes to the undelivered table.
+The pure parts (snapshot, rules, evaluate, dispatch) decide; this class owns their state between
+ticks and does the I/O: the store's relations through `StoreReads` and the alert tables through
+`AlertStore`, both in a thread, HTTP through `Deliverer` in a bounded pool of sender tasks. It
+runs in `surplus alerts run`, once for the whole network, whatever the number of workers. What
+a sender cannot deliver, or what is still queued at shutdown, goes to the undelivered table.
 """
 
 from __future__ import annotations
@@ -18,14 +18,15 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from streams.alerts.config import RulesFile, UnpricedUsage
+from streams.alerts.config import RulesFile
 from streams.alerts.delivery import Deliverer
 from streams.alerts.dispatch import GroupId, absorb, plan
 from streams.alerts.evaluate import step
-from streams.alerts.live import EPOCH, BatchLike, LiveState
 from streams.alerts.model import AlertState, Attempt, Group, Notification
 from streams.alerts.persist import AlertStore
+from streams.alerts.reads import StoreReads
 from streams.alerts.rules import observe_all
+from streams.alerts.snapshot import EPOCH, StreamClock, needs
 
 log = logging.getLogger(__name__)
 ANNOTATIONS_WRITE_EVERY_S = 60.0
@@ -36,15 +37,19 @@ class Engine:
         self,
         rules: RulesFile,
         store: AlertStore,
+        reads: StoreReads,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         deliverer: Deliverer | None = None,
+        evaluator: str = "evaluator",
     ) -> None:
         self.rules = rules
         self.store = store
+        self.reads = reads
         self.clock = clock
         self.settings = rules.engine
-        self.live = LiveState(started_at=clock(), idle_after_s=self.settings.idle_after_s)
+        self.started_at = clock()
+        self.stream = StreamClock(started_at=self.started_at, idle_after_s=self.settings.idle_after_s)
         self.states: dict[str, AlertState] = {}
         self.alerts: dict[str, AlertState] = {}
         self.groups: dict[GroupId, Group] = {}
@@ -56,29 +61,25 @@ class Engine:
         self._persisted: dict[str, AlertState] = {}
         self._written_at: dict[str, datetime] = {}
         self._persisted_groups: dict[GroupId, Group] = {}
+        self._persisted_clock: tuple[datetime | None, ...] = (None, None, None)
+        self.evaluator = evaluator
         self._tick_lock = asyncio.Lock()
 
     # --- start ---------------------------------------------------------------------------
 
     def load(self) -> None:
-        """Alert state, groups and when each DC last spoke, from the store (blocking)."""
+        """Alert state and groups from the store (blocking): a restart sends no second firing."""
         loaded = self.store.load_states()
         self.states = {fp: s for fp, s in loaded.items() if s.status != "resolved"}
         self.alerts = {fp: s for fp, s in loaded.items() if s.status != "pending"}
         self.groups = self.store.load_groups()
         self._persisted = dict(loaded)
         self._persisted_groups = dict(self.groups)
-        seen, hubs = self.store.last_seen()
-        self.live.seed(seen, hubs)
-        unpriced_ids = {r.id for r in self.rules.rule if isinstance(r, UnpricedUsage)}
-        for s in self.states.values():
-            if s.rule_id in unpriced_ids and "device_model" in s.labels:
-                self.live.unpriced[(s.labels["dc_id"], s.labels["device_model"])] = s.last_true_at
-        log.info("alerts: loaded %d alerts, %d groups, %d DCs", len(loaded), len(self.groups), len(seen))
-
-    def observe(self, batch: BatchLike, now: datetime) -> None:
-        """The handler's observer: fold a durably written batch into the live state."""
-        self.live.observe(batch, now)
+        if self.store.load_clock(self.stream):
+            self._persisted_clock = (self.stream.newest, self.stream.newest_changed_at,
+                                     self.stream.clock)
+        log.info("alerts: loaded %d alerts, %d groups; stream clock %s", len(loaded),
+                 len(self.groups), self.stream.clock)
 
     # --- tick ----------------------------------------------------------------------------
 
@@ -91,12 +92,14 @@ class Engine:
         """Evaluate every rule now; queue the notifications that are due; persist the state."""
         async with self._tick_lock:
             wall = self.clock()
-            stream_now = self.live.advance(wall)
+            newest = await asyncio.to_thread(self.reads.newest_event)
+            stream_now = self.stream.advance(newest, wall)
             if stream_now is None:
                 return []
+            snap = await asyncio.to_thread(self.reads.snapshot, needs(self.rules, stream_now, wall),
+                                           stream_now, wall, self.started_at)
             rule_ids = {r.id for r in self.rules.rule}
-            result = step(self.states, observe_all(self.rules, self.live, stream_now, wall),
-                          rule_ids, stream_now)
+            result = step(self.states, observe_all(self.rules, snap), rule_ids, stream_now)
             self.states = result.states
             self.alerts = absorb(self.alerts, result)
             notes: list[Notification] = []
@@ -112,6 +115,13 @@ class Engine:
             return notes
 
     async def _persist(self, wall: datetime) -> None:
+        clock = (self.stream.newest, self.stream.newest_changed_at, self.stream.clock)
+        if clock != self._persisted_clock:
+            try:
+                await asyncio.to_thread(self.store.save_clock, self.stream, self.evaluator)
+                self._persisted_clock = clock
+            except Exception as exc:  # retried at the next tick
+                log.warning("alerts: could not persist the stream clock: %s", exc)
         current = {fp: a for fp, a in self.alerts.items() if a.status == "resolved"}
         current.update(self.states)
         changed = [s for fp, s in current.items() if self._stale(fp, s, wall)]
@@ -174,7 +184,7 @@ class Engine:
                 try:
                     outcome = await self.deliverer.send(n)
                 except asyncio.CancelledError:
-                    await self._keep(n, 0, "worker stopped during delivery")
+                    await self._keep(n, 0, "evaluator stopped during delivery")
                     raise
                 if not outcome.delivered:
                     log.warning("alerts: %s to %s undelivered after %d attempts: %s",
@@ -204,9 +214,10 @@ class Engine:
         while not self.queue.empty():
             n = self.queue.get_nowait()
             self.queue.task_done()
-            await self._keep(n, 0, "worker stopped before delivery")
+            await self._keep(n, 0, "evaluator stopped before delivery")
         await self.deliverer.aclose()
 
 
 def engine_from(rules: RulesFile, client: Any, database: str, **kwargs: Any) -> Engine:
-    return Engine(rules, AlertStore(client, database, rules.engine.instance), **kwargs)
+    return Engine(rules, AlertStore(client, database, rules.engine.instance),
+                  StoreReads(client, database), **kwargs)

@@ -1,4 +1,4 @@
-"""Alert persistence in ClickHouse: state, groups, the attempt log, the undelivered. I/O (ClickHouse).
+"""Alert persistence in ClickHouse: state, groups, clock, attempt log, undelivered. I/O (ClickHouse).
 
 Blocking calls (run them in a thread from async code). State and group rows are versioned in
 ReplacingMergeTree tables and read with FINAL, so the newest write of a key wins; a deletion is
@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from streams.alerts.dispatch import GroupId
-from streams.alerts.live import EPOCH, utc
+from streams.alerts.snapshot import StreamClock, utc
 from streams.alerts.model import AlertState, Attempt, Group, Notification
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ ATTEMPT_COLUMNS = (
     "ts", "instance", "notification_id", "receiver", "group_key", "status", "attempt",
     "http_status", "latency_ms", "outcome", "error",
 )
+CLOCK_COLUMNS = ("instance", "newest", "newest_changed_at", "clock", "evaluator", "updated_at", "version")
 UNDELIVERED_COLUMNS = (
     "notification_id", "instance", "receiver", "group_key", "status", "alerts", "body",
     "created_at", "attempts", "last_error", "delivered", "delivered_at", "version",
@@ -177,14 +178,23 @@ class AlertStore:
             for nid, recv, key, status, alerts, body, created, attempts, error in rows
         ]
 
-    # --- seeds of the live state ---------------------------------------------------------
+    # --- the stream clock ----------------------------------------------------------------
 
-    def last_seen(self) -> tuple[dict[str, datetime], dict[str, str]]:
-        """When each DC last spoke (event time) and its hub: the live state after a restart."""
-        seen = {
-            dc: utc(t)
-            for dc, t in self._query("SELECT dc_id, last_seen FROM {db}.agent_freshness")
-            if t is not None and utc(t) > EPOCH
-        }
-        hubs = {dc: hub for dc, hub in self._query("SELECT dc_id, hub FROM {db}.datacenters")}
-        return seen, hubs
+    def save_clock(self, clock: StreamClock, evaluator: str) -> None:
+        self._insert("alert_clock", CLOCK_COLUMNS, [[
+            self.instance, clock.newest, clock.newest_changed_at, clock.clock, evaluator,
+            datetime.now(UTC), self._version(),
+        ]])
+
+    def load_clock(self, into: StreamClock) -> bool:
+        """Put the stored clock of this instance into `into`; False when there is none."""
+        rows = self._query(
+            "SELECT newest, newest_changed_at, clock FROM {db}.alert_clock FINAL "
+            "WHERE instance = {instance:String}", instance=self.instance)
+        if not rows:
+            return False
+        newest, changed, clock = rows[0]
+        into.newest = utc(newest) if newest is not None else None
+        into.newest_changed_at = utc(changed) if changed is not None else None
+        into.clock = utc(clock) if clock is not None else None
+        return True

@@ -1,14 +1,15 @@
-"""Each rule kind read against the live state: one Observation per subject it has data for. Pure.
+"""Each rule kind read against a snapshot of the store: one Observation per subject with data. Pure.
 
-`now` is the stream's clock (event time); the dead-letter rule alone counts on the wall clock,
-because a rejected record may have no readable event time. A subject with no data yields no
-observation, so an alert loaded after a restart keeps its state until data says otherwise.
+`snap.now` is the stream's clock (event time); the dead-letter rule alone counts on the wall
+clock, because a rejected record may have no readable event time. A subject with no data yields
+no observation, so an alert loaded after a restart keeps its state until data says otherwise.
+National and hub figures come from the whole store (every worker's partitions), never a part.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from streams.alerts.config import (
     DcSilent,
@@ -21,8 +22,8 @@ from streams.alerts.config import (
     SurplusBelow,
     UnpricedUsage,
 )
-from streams.alerts.live import HOUR, LiveState, hour_of
 from streams.alerts.model import Observation
+from streams.alerts.snapshot import Snapshot, energy_hour, surplus_minute
 from streams.alerts.targets import GREEN_SHARE_TARGET, pue_target
 
 # (subject, scope labels, annotations, active)
@@ -34,13 +35,13 @@ def iso(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def observe_all(rules: RulesFile, live: LiveState, now: datetime, wall: datetime) -> list[Observation]:
-    """Every rule's observations at stream time `now` (and wall time `wall`)."""
+def observe_all(rules: RulesFile, snap: Snapshot) -> list[Observation]:
+    """Every rule's observations at the snapshot's stream time."""
     out: list[Observation] = []
     for rule in rules.rule:
         receivers = rules.receivers_of(rule)
         pending_s = 0.0 if isinstance(rule, DcSilent) else rule.for_s
-        for subject, scope, notes, active in findings(rule, live, now, wall):
+        for subject, scope, notes, active in findings(rule, snap):
             labels = {**rule.labels, "alertname": rule.alertname, "severity": rule.severity, **scope}
             out.append(
                 Observation(
@@ -57,23 +58,23 @@ def observe_all(rules: RulesFile, live: LiveState, now: datetime, wall: datetime
     return out
 
 
-def findings(rule: RuleBase, live: LiveState, now: datetime, wall: datetime) -> Iterator[Finding]:
+def findings(rule: RuleBase, snap: Snapshot) -> Iterator[Finding]:
     if isinstance(rule, DcSilent):
-        yield from dc_silent(rule, live, now)
+        yield from dc_silent(rule, snap)
     elif isinstance(rule, GreenShareBelow | PueAbove):
-        yield from hourly_energy(rule, live, now)
+        yield from hourly_energy(rule, snap)
     elif isinstance(rule, SurplusAbove | SurplusBelow):
-        yield from surplus(rule, live, now)
+        yield from surplus(rule, snap)
     elif isinstance(rule, DeadletterRateAbove):
-        yield from deadletter_rate(rule, live, wall)
+        yield from deadletter_rate(rule, snap)
     elif isinstance(rule, UnpricedUsage):
-        yield from unpriced(rule, live, now)
+        yield from unpriced(rule, snap)
 
 
-def dc_silent(rule: DcSilent, live: LiveState, now: datetime) -> Iterator[Finding]:
-    for dc_id, seen in live.last_seen.items():
-        hub = live.hub(dc_id)
-        silent_s = (now - seen).total_seconds()
+def dc_silent(rule: DcSilent, snap: Snapshot) -> Iterator[Finding]:
+    for dc_id, seen in sorted(snap.last_seen.items()):
+        hub = snap.hub(dc_id)
+        silent_s = (snap.now - seen).total_seconds()
         yield (
             f"dc={dc_id}",
             {"dc_id": dc_id, "hub": hub},
@@ -86,12 +87,12 @@ def dc_silent(rule: DcSilent, live: LiveState, now: datetime) -> Iterator[Findin
         )
 
 
-def hourly_energy(rule: GreenShareBelow | PueAbove, live: LiveState, now: datetime) -> Iterator[Finding]:
+def hourly_energy(rule: GreenShareBelow | PueAbove, snap: Snapshot) -> Iterator[Finding]:
     """The latest hour closed `settle_s` ago, summed per DC or hub: energy-weighted ratios."""
-    hour = hour_of(now - timedelta(seconds=rule.settle_s)) - HOUR
+    hour = energy_hour(rule, snap.now)
     sums: dict[tuple[str, str], list[float]] = {}
-    for dc_id, (facility, it, green) in live.energy_by(hour).items():
-        hub = live.hub(dc_id)
+    for dc_id, (facility, it, green) in snap.energy.get(hour, {}).items():
+        hub = snap.hub(dc_id)
         key = (dc_id, hub) if rule.scope == "dc" else ("", hub)
         acc = sums.setdefault(key, [0.0, 0.0, 0.0])
         acc[0] += facility
@@ -124,18 +125,18 @@ def _energy(facility: float, it: float, green: float) -> str:
     return f"facility {facility:.1f} kWh, IT {it:.1f} kWh, green {green:.1f} kWh (sums over the hour)"
 
 
-def surplus(rule: SurplusAbove | SurplusBelow, live: LiveState, now: datetime) -> Iterator[Finding]:
-    """Idle PFLOPS of the pools whose latest sample is in (now - 3*interval_s, now]."""
+def surplus(rule: SurplusAbove | SurplusBelow, snap: Snapshot) -> Iterator[Finding]:
+    """Idle PFLOPS of the snapshot minute `settle_s` before now (`national_surplus_minute` or
+    `hub_surplus_minute`: the pools whose latest sample is in (T - 3*interval_s, T])."""
     index = PRECISION_INDEX[rule.precision]
+    minute = surplus_minute(rule, snap.now)
     totals: dict[str, float] = {}
-    for (dc_id, _pool), sample in live.pools.items():
-        age_s = (now - sample.time).total_seconds()
-        if not 0 <= age_s < 3 * sample.interval_s:
-            continue
-        key = live.hub(dc_id) if rule.scope == "hub" else ""
-        if rule.hub is not None and key != rule.hub:
-            continue
-        totals[key] = totals.get(key, 0.0) + sample.idle_pflops[index]
+    if rule.scope == "hub":
+        for hub, idle in snap.hub_idle.get(minute, {}).items():
+            if rule.hub is None or hub == rule.hub:
+                totals[hub] = idle[index]
+    elif minute in snap.national:
+        totals[""] = snap.national[minute][index]
     above = isinstance(rule, SurplusAbove)
     for key, value in sorted(totals.items()):
         where = f"hub {key}" if key else "national"
@@ -148,24 +149,24 @@ def surplus(rule: SurplusAbove | SurplusBelow, live: LiveState, now: datetime) -
                 "summary": f"Idle capacity ({where}) {word} {rule.threshold_pflops:g} PFLOPS "
                 f"{rule.precision}",
                 "description": f"Idle {rule.precision} capacity ({where}) is {value:.3f} PFLOPS at "
-                f"{iso(now)}; threshold {rule.threshold_pflops:g} PFLOPS.",
+                f"{iso(minute)}; threshold {rule.threshold_pflops:g} PFLOPS.",
             },
             active,
         )
 
 
-def deadletter_rate(rule: DeadletterRateAbove, live: LiveState, wall: datetime) -> Iterator[Finding]:
+def deadletter_rate(rule: DeadletterRateAbove, snap: Snapshot) -> Iterator[Finding]:
     """Rejects in the last `window_s` of wall time, per minute and as a share of all events."""
-    start = wall - timedelta(seconds=rule.window_s)
-    rejected = sum(c[0] for m, c in live.minutes.items() if m > start)
-    accepted = sum(c[1] for m, c in live.minutes.items() if m > start)
+    counts = snap.deadletter.get(rule.window_s)
+    if counts is None:
+        return
+    rejected, total = counts.rejected, max(counts.events, counts.rejected)
     per_minute = rejected / (rule.window_s / 60)
-    total = rejected + accepted
     share = rejected / total if total >= rule.min_events else None
     active = (rule.per_minute is not None and per_minute > rule.per_minute) or (
         rule.share is not None and share is not None and share > rule.share
     )
-    full_window = (wall - live.started_at).total_seconds() >= rule.window_s
+    full_window = (snap.wall - snap.started_at).total_seconds() >= rule.window_s
     if not (active or full_window):
         return  # too little history to say the rate is fine
     share_text = f"{share:.1%}" if share is not None else "n/a"
@@ -181,15 +182,15 @@ def deadletter_rate(rule: DeadletterRateAbove, live: LiveState, wall: datetime) 
     )
 
 
-def unpriced(rule: UnpricedUsage, live: LiveState, now: datetime) -> Iterator[Finding]:
-    for (dc_id, model), last in sorted(live.unpriced.items()):
+def unpriced(rule: UnpricedUsage, snap: Snapshot) -> Iterator[Finding]:
+    for (dc_id, model), last in sorted(snap.unpriced.items()):
         yield (
             f"dc={dc_id}/model={model}",
-            {"dc_id": dc_id, "hub": live.hub(dc_id), "device_model": model},
+            {"dc_id": dc_id, "hub": snap.hub(dc_id), "device_model": model},
             {
                 "summary": f"Unpriced usage of {model} at DC {dc_id}",
                 "description": f"Jobs on {model} at {dc_id} are metered with amount_cny 0: the "
                 f"price book has no price for it (last seen {iso(last)}).",
             },
-            (now - last).total_seconds() < rule.clear_after_s,
+            (snap.now - last).total_seconds() < rule.clear_after_s,
         )

@@ -1,7 +1,9 @@
-"""The alert engine in a worker's handler: real events, real ClickHouse (chDB), a real HTTP receiver.
+"""The alert evaluator over a store a worker's handler writes: real events, real ClickHouse
+(chDB), a real HTTP receiver.
 
-Time is injected (a settable clock); nothing sleeps to wait for a condition: a tick is awaited,
-then the send queue is drained.
+The handler (decode, normalise, ClickHouse write) fills the store as a worker would; the engine
+reads only the store, as `surplus alerts run` does. Time is injected (a settable clock) into
+both; nothing sleeps to wait for a condition: a tick is awaited, then the send queue is drained.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def heartbeat(dc: str, t: datetime, n: int) -> Record:
 
 
 class Worker:
-    """A worker's handler (decode, ClickHouse write, observers) with the engine observing it."""
+    """A worker's handler writing the store, and an evaluator reading the same store."""
 
     def __init__(self, store: Any, rules: RulesFile, clock: Clock) -> None:
         self.clock = clock
@@ -74,7 +76,6 @@ class Worker:
         self.handler = Handler(sink=Sink(store.client, store.database), catalogue=load_catalogue(),
                                prices=PriceBook.load(), deadletter_topic="t.deadletter",
                                clock=clock, metrics_interval_s=3600)
-        self.handler.observers.append(self.engine.observe)
         self.offset = 0
 
     async def events(self, at_s: float, *beats: tuple[str, datetime]) -> None:
@@ -218,23 +219,15 @@ def test_silent_dcs_are_grouped_and_repeated_after_the_repeat_interval(store: An
     assert bodies[0]["alerts"] == bodies[1]["alerts"]
 
 
-def test_attach_alerts_wires_the_engine_into_a_worker(store: Any, tmp_path: Any) -> None:
-    from streams.alerts.wiring import attach_alerts
+def test_the_worker_evaluates_no_rules(store: Any, tmp_path: Any) -> None:
+    """Rules are evaluated once for the network by `surplus alerts run`, never by a worker."""
     from streams.app import build_app
     from streams.settings import WorkerSettings
-    from surplus.errors import UserError
 
-    path = tmp_path / "rules.toml"
-    path.write_text('[engine]\nevaluation_interval_s = 2\n[[receiver]]\nname = "ops"\n'
-                    'url = "https://h.example/x"\nsecret = "k"\n[[rule]]\nkind = "dc_silent"\n')
-    settings = WorkerSettings(alert_rules=path, data_dir=tmp_path / "faust")
+    settings = WorkerSettings(data_dir=tmp_path / "faust")
+    assert "alert_rules" not in WorkerSettings.model_fields
     handler = Handler(sink=Sink(store.client, store.database), catalogue=load_catalogue(),
                       prices=PriceBook.load(), deadletter_topic="t.deadletter")
     app = build_app(settings, handler, ["t.heartbeat"])
-    before = len(app._app_tasks)
-    engine = attach_alerts(app, handler, settings, store.client, store.database)
-    assert handler.observers == [engine.observe]
-    assert len(app._app_tasks) == before + 2  # the senders' start and the evaluation timer
-    path.write_text("[[receiver]]\n")
-    with pytest.raises(UserError, match=r"^alert rules .*rules.toml: receiver\.0\.name"):
-        attach_alerts(app, handler, settings, store.client, store.database)
+    assert not any("alert" in repr(t).lower() for t in app._app_tasks)
+    assert handler.observers == []

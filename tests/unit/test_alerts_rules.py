@@ -1,72 +1,103 @@
-"""Rule evaluation, pure: live state + observations + stream time -> alert transitions."""
+"""Rule evaluation, pure: a snapshot of the store + stream time -> alert transitions.
+
+The harness stands for the store: what the evaluator's bounded reads would return (the DCs'
+last event times, the hours of `dc_green_hourly`, the minutes of the surplus relations, the
+workers' counters, unpriced ledger entries); `tick` builds the Snapshot the way
+`StoreReads.snapshot` does, from the windows `needs` names, and steps the state machine.
+The reads themselves are tested against a real store in tests/integration/test_alerts_engine.py.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from streams.alerts.config import RulesFile, parse_rules
 from streams.alerts.evaluate import Step, step
-from streams.alerts.live import LiveState
 from streams.alerts.model import AlertState, fingerprint
 from streams.alerts.rules import observe_all
+from streams.alerts.snapshot import (
+    Counts,
+    Energy,
+    Idle,
+    Snapshot,
+    StreamClock,
+    minute_of,
+    needs,
+)
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
-
-
-@dataclass
-class FakeBatch:
-    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    accepted: Counter[str] = field(default_factory=Counter)
-    rejected: Counter[str] = field(default_factory=Counter)
-    unpriced: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
 def s(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-def heartbeat(dc: str, t: datetime) -> dict[str, Any]:
-    return {"dc_id": dc, "time": t}
-
-
-def registration(dc: str, hub: str, t: datetime = T0) -> dict[str, Any]:
-    return {"dc_id": dc, "hub": hub, "time": t}
-
-
-def capacity(dc: str, pool: str, t: datetime, idle16: float, interval_s: int = 15) -> dict[str, Any]:
-    return {"dc_id": dc, "pool_id": pool, "time": t, "interval_s": interval_s,
-            "idle_pflops_fp16": idle16, "idle_pflops_fp32": idle16 / 2, "idle_pflops_fp64": 0.0}
-
-
-def power(dc: str, eid: str, t: datetime, facility: float, it: float, green: float) -> dict[str, Any]:
-    return {"dc_id": dc, "event_id": eid, "time": t, "facility_energy_kwh": facility,
-            "it_energy_kwh": it, "green_energy_kwh": green}
-
-
-def rules(*rule: dict[str, Any]) -> RulesFile:
+def rules(*rule: dict[str, object]) -> RulesFile:
     return parse_rules({"receiver": [{"name": "ops", "url": "https://h.example/x", "secret": "k"}],
                         "rule": list(rule)})
 
 
+@dataclass
+class Store:
+    """What the store holds, as the evaluator's reads return it."""
+
+    hubs: dict[str, str] = field(default_factory=dict)
+    last_seen: dict[str, datetime] = field(default_factory=dict)
+    energy: dict[datetime, dict[str, Energy]] = field(default_factory=dict)
+    national: dict[datetime, Idle] = field(default_factory=dict)
+    hub_idle: dict[datetime, dict[str, Idle]] = field(default_factory=dict)
+    counts: list[tuple[datetime, int, int]] = field(default_factory=list)  # (wall, events, rejected)
+    unpriced: dict[tuple[str, str], datetime] = field(default_factory=dict)
+
+    def seen(self, dc: str, t: datetime) -> None:
+        self.last_seen[dc] = max(t, self.last_seen.get(dc, t))
+
+    def newest(self) -> datetime | None:
+        return max(self.last_seen.values(), default=None)
+
+    def idle(self, t: datetime, fp16: float, hub: str | None = None) -> None:
+        """The surplus relations' row for minute `t` (national, or one hub's)."""
+        value = (fp16, fp16 / 2, 0.0)
+        if hub is None:
+            self.national[minute_of(t)] = value
+        else:
+            self.hub_idle.setdefault(minute_of(t), {})[hub] = value
+
+
 class Harness:
-    """Live state + alert states, stepped at given wall/stream times."""
+    """A store + alert states, stepped at given wall times."""
 
     def __init__(self, config: RulesFile, idle_after_s: float = 60) -> None:
         self.rules = config
-        self.live = LiveState(started_at=T0 - timedelta(hours=2), idle_after_s=idle_after_s)
+        self.store = Store()
+        self.started_at = T0 - timedelta(hours=2)
+        self.clock = StreamClock(started_at=self.started_at, idle_after_s=idle_after_s)
         self.states: dict[str, AlertState] = {}
 
-    def feed(self, wall: datetime, **rows: list[dict[str, Any]]) -> None:
-        self.live.observe(FakeBatch(rows=rows, accepted=Counter(x=sum(map(len, rows.values())))), wall)
+    def snapshot(self, now: datetime, wall: datetime) -> Snapshot:
+        need = needs(self.rules, now, wall)
+        st = self.store
+        deadletter = {}
+        for w in need.deadletter_windows_s:
+            inside = [(e, r) for t, e, r in st.counts if wall - timedelta(seconds=w) < t <= wall]
+            deadletter[w] = Counts(sum(e for e, _ in inside), sum(r for _, r in inside))
+        since = need.unpriced_since
+        return Snapshot(
+            now=now, wall=wall, started_at=self.started_at, hubs=dict(st.hubs),
+            last_seen=dict(st.last_seen) if need.silence else {},
+            energy={h: st.energy.get(h, {}) for h in need.energy_hours},
+            national={m: st.national[m] for m in need.national_minutes if m in st.national},
+            hub_idle={m: st.hub_idle.get(m, {}) for m in need.hub_minutes},
+            deadletter=deadletter,
+            unpriced={k: t for k, t in st.unpriced.items() if since is not None and t > since},
+        )
 
     def tick(self, wall: datetime) -> Step:
-        now = self.live.advance(wall)
+        now = self.clock.advance(self.store.newest(), wall)
         assert now is not None
         ids = {r.id for r in self.rules.rule}
-        result = step(self.states, observe_all(self.rules, self.live, now, wall), ids, now)
+        result = step(self.states, observe_all(self.rules, self.snapshot(now, wall)), ids, now)
         self.states = result.states
         return result
 
@@ -80,19 +111,20 @@ def test_fingerprint_is_stable_and_order_free() -> None:
 
 def test_dc_silent_fires_after_for_s_of_event_time_then_resolves() -> None:
     h = Harness(rules({"kind": "dc_silent", "for_s": 120}))
-    h.feed(s(0), heartbeats=[heartbeat("dc-a", s(0)), heartbeat("dc-b", s(0))],
-           registrations=[registration("dc-a", "gz")])
+    h.store.hubs["dc-a"] = "gz"
+    h.store.seen("dc-a", s(0))
+    h.store.seen("dc-b", s(0))
     assert not h.tick(s(1)).fired
-    h.feed(s(119), heartbeats=[heartbeat("dc-b", s(119))])
+    h.store.seen("dc-b", s(119))
     assert not h.tick(s(119)).fired
-    h.feed(s(125), heartbeats=[heartbeat("dc-b", s(125))])
+    h.store.seen("dc-b", s(125))
     fired = h.tick(s(125)).fired
     assert [a.labels for a in fired] == [
         {"alertname": "DcSilent", "severity": "warning", "dc_id": "dc-a", "hub": "gz"}
     ]
     assert fired[0].starts_at == s(125)
     assert not h.tick(s(126)).fired  # firing once, not at every tick
-    h.feed(s(130), heartbeats=[heartbeat("dc-a", s(130))])
+    h.store.seen("dc-a", s(130))
     resolved = h.tick(s(130)).resolved
     assert [a.fingerprint for a in resolved] == [fired[0].fingerprint]
     assert resolved[0].status == "resolved" and resolved[0].ends_at == s(130)
@@ -103,31 +135,28 @@ def test_silence_is_measured_on_event_time_not_on_arrival() -> None:
     old = T0 - timedelta(days=2)
     # a backfill: both DCs' events from two days ago arrive now, fast
     for i in range(0, 600, 30):
-        h.feed(T0 + timedelta(seconds=i / 100),
-               heartbeats=[heartbeat("dc-a", old + timedelta(seconds=i)),
-                           heartbeat("dc-b", old + timedelta(seconds=i))])
+        h.store.seen("dc-a", old + timedelta(seconds=i))
+        h.store.seen("dc-b", old + timedelta(seconds=i))
         assert not h.tick(T0 + timedelta(seconds=i / 100)).fired
 
 
 def test_the_stream_clock_follows_the_wall_clock_when_idle() -> None:
-    live = LiveState(started_at=T0, idle_after_s=60)
+    clock = StreamClock(started_at=T0, idle_after_s=60)
     old = T0 - timedelta(days=1)
-    live.observe(FakeBatch(rows={"heartbeats": [heartbeat("dc-a", old)]}), T0)
-    assert live.advance(s(10)) == old
-    assert live.advance(s(60)) == s(60)  # idle: nothing more is coming, "now" is now
-    live.observe(FakeBatch(rows={"heartbeats": [heartbeat("dc-a", old)]}), s(61))
-    assert live.advance(s(62)) == s(60)  # never backwards
+    assert clock.advance(None, s(10)) is None  # nothing in the store yet
+    assert clock.advance(old, s(10)) == old
+    assert clock.advance(old, s(69)) == old
+    assert clock.advance(old, s(70)) == s(70)  # idle: nothing more is coming, "now" is now
+    assert clock.advance(old + timedelta(seconds=1), s(71)) == s(70)  # never backwards
+    assert clock.advance(s(200), s(100)) == s(100)  # never past the wall clock
 
 
 def test_green_share_is_energy_weighted_per_hub_not_a_mean_of_ratios() -> None:
     h = Harness(rules({"kind": "green_share_below", "scope": "hub"}))
-    h.feed(s(0), registrations=[registration("big", "nm"), registration("small", "nm")])
-    hour = T0.replace(minute=30)
+    h.store.hubs.update(big="nm", small="nm")
     # big: 1000 kWh at 70 % green; small: 10 kWh at 100 % -> mean of ratios 85 %, weighted 70.3 %
-    h.feed(s(1), power_samples=[power("big", "p1", hour, 1000, 900, 700),
-                                power("small", "p2", hour, 10, 9, 10),
-                                power("small", "p2", hour, 10, 9, 10)])  # a duplicate counts once
-    h.feed(s(4000), heartbeats=[heartbeat("big", s(3600 + 400))])
+    h.store.energy[T0] = {"big": (1000, 900, 700), "small": (10, 9, 10)}
+    h.store.seen("big", s(3600 + 400))
     fired = h.tick(s(4000)).fired
     assert [a.labels["hub"] for a in fired] == ["nm"]
     assert "70.3%" in fired[0].annotations["summary"]
@@ -136,48 +165,57 @@ def test_green_share_is_energy_weighted_per_hub_not_a_mean_of_ratios() -> None:
 
 def test_an_hour_is_judged_only_after_it_closed_and_settled() -> None:
     h = Harness(rules({"kind": "green_share_below", "scope": "dc", "settle_s": 300}))
-    h.feed(s(0), power_samples=[power("dc-a", "p1", s(60), 100, 90, 10)])
-    h.feed(s(3700), heartbeats=[heartbeat("dc-a", s(3700))])
+    h.store.energy[T0] = {"dc-a": (100, 90, 10)}
+    h.store.seen("dc-a", s(3700))
     assert not h.tick(s(3700)).fired  # 10:00-11:00 ended 100 s ago, settles at 11:05
-    h.feed(s(3901), heartbeats=[heartbeat("dc-a", s(3901))])
+    assert needs(h.rules, s(3700), s(3700)).energy_hours == {T0 - timedelta(hours=1)}
+    h.store.seen("dc-a", s(3901))
     fired = h.tick(s(3901)).fired
     assert [(a.labels["dc_id"], a.labels["hub"]) for a in fired] == [("dc-a", "none")]
+    assert needs(h.rules, s(3901), s(3901)).energy_hours == {T0}  # one hour is read, no more
 
 
 def test_pue_threshold_defaults_to_the_hubs_target() -> None:
     h = Harness(rules({"kind": "pue_above", "scope": "dc", "settle_s": 0}))
-    h.feed(s(0), registrations=[registration("west", "gz"), registration("east", "jjj")])
-    h.feed(s(1), power_samples=[power("west", "w", s(60), 122, 100, 0),   # 1.22 > 1.2 (gz)
-                                power("east", "e", s(60), 122, 100, 0)])  # 1.22 <= 1.25 (jjj)
-    h.feed(s(3601), heartbeats=[heartbeat("west", s(3601))])
+    h.store.hubs.update(west="gz", east="jjj")
+    h.store.energy[T0] = {"west": (122, 100, 0),   # 1.22 > 1.2 (gz)
+                          "east": (122, 100, 0)}   # 1.22 <= 1.25 (jjj)
+    h.store.seen("west", s(3601))
     fired = h.tick(s(3601)).fired
     assert [a.labels["dc_id"] for a in fired] == ["west"]
     assert "target 1.20" in fired[0].annotations["summary"]
 
 
-def test_surplus_below_waits_for_s_and_counts_only_fresh_samples() -> None:
-    h = Harness(rules({"kind": "surplus_below", "threshold_pflops": 10, "for_s": 60}))
-    h.feed(s(0), capacity_samples=[capacity("a", "p1", s(0), 4), capacity("b", "p1", s(0), 4)])
-    assert h.tick(s(0)).fired == []  # 8 < 10, pending
+def test_surplus_below_waits_for_s_and_judges_the_settled_minute() -> None:
+    h = Harness(rules({"kind": "surplus_below", "threshold_pflops": 10, "for_s": 60,
+                       "settle_s": 60}))
+    h.store.idle(s(-60), 8)
+    h.store.seen("a", s(0))
+    assert h.tick(s(0)).fired == []  # 8 < 10 at 09:59, pending
     assert h.states and next(iter(h.states.values())).status == "pending"
-    h.feed(s(30), capacity_samples=[capacity("a", "p1", s(30), 4), capacity("b", "p1", s(30), 7)])
-    assert h.tick(s(30)).states == {}  # 11 >= 10: the pending alert is forgotten
-    h.feed(s(40), capacity_samples=[capacity("a", "p1", s(40), 4)])
-    h.feed(s(80), capacity_samples=[capacity("a", "p1", s(80), 4)])
-    # b's last sample (t=30, interval 15) is stale at t=80: only a's 4 PFLOPS count
-    assert h.tick(s(80)).fired == []
-    h.feed(s(141), capacity_samples=[capacity("a", "p1", s(141), 4)])
-    fired = h.tick(s(141)).fired
+    h.store.idle(s(0), 11)
+    h.store.seen("a", s(60))
+    assert h.tick(s(60)).states == {}  # 11 >= 10 at 10:00: the pending alert is forgotten
+    h.store.idle(s(60), 4)
+    h.store.idle(s(120), 4)
+    h.store.idle(s(180), 4)  # written, but not settled yet at 10:03:10
+    h.store.seen("a", s(120))
+    assert h.tick(s(120)).fired == []
+    h.store.seen("a", s(190))
+    fired = h.tick(s(190)).fired
     assert [a.labels for a in fired] == [
         {"alertname": "SurplusBelow", "severity": "warning", "scope": "national"}
     ]
-    assert "4.000 PFLOPS" in fired[0].annotations["description"]
+    assert "4.000 PFLOPS at 2026-03-01T10:02:00Z" in fired[0].annotations["description"]
+    assert needs(h.rules, s(190), s(190)).national_minutes == {s(120)}
 
 
 def test_surplus_above_per_hub() -> None:
-    h = Harness(rules({"kind": "surplus_above", "scope": "hub", "threshold_pflops": 5, "for_s": 0}))
-    h.feed(s(0), registrations=[registration("a", "gz"), registration("b", "nm")])
-    h.feed(s(1), capacity_samples=[capacity("a", "p1", s(1), 6), capacity("b", "p1", s(1), 1)])
+    h = Harness(rules({"kind": "surplus_above", "scope": "hub", "threshold_pflops": 5, "for_s": 0,
+                       "settle_s": 0}))
+    h.store.idle(s(0), 6, hub="gz")
+    h.store.idle(s(0), 1, hub="nm")
+    h.store.seen("a", s(1))
     assert [a.labels["hub"] for a in h.tick(s(1)).fired] == ["gz"]
 
 
@@ -185,30 +223,35 @@ def test_deadletter_rate_per_minute_and_share() -> None:
     h = Harness(rules({"kind": "deadletter_rate_above", "per_minute": 10, "window_s": 60},
                       {"kind": "deadletter_rate_above", "share": 0.5, "min_events": 10,
                        "severity": "critical", "window_s": 60}))
-    h.live.observe(FakeBatch(rows={"heartbeats": [heartbeat("a", s(0))]},
-                             accepted=Counter({"cpn.heartbeat.v1": 9}),
-                             rejected=Counter(schema=11)), s(0))
+    h.store.counts.append((s(0), 20, 11))
+    h.store.seen("a", s(0))
     fired = h.tick(s(1)).fired
     assert sorted(a.labels["severity"] for a in fired) == ["critical", "warning"]
-    h.feed(s(200), heartbeats=[heartbeat("a", s(200))])
+    h.store.seen("a", s(200))
     assert len(h.tick(s(200)).resolved) == 2
 
 
 def test_unpriced_usage_fires_and_clears() -> None:
     h = Harness(rules({"kind": "unpriced_usage", "clear_after_s": 600}))
-    h.live.observe(FakeBatch(rows={"job_events": [heartbeat("a", s(0))]},
-                             unpriced=Counter({("a", "acme-x1"): 2})), s(0))
+    h.store.unpriced[("a", "acme-x1")] = s(0)
+    h.store.seen("a", s(0))
     fired = h.tick(s(0)).fired
     assert fired[0].labels["device_model"] == "acme-x1"
-    h.feed(s(700), heartbeats=[heartbeat("a", s(700))])
+    h.store.seen("a", s(500))
+    assert h.tick(s(500)).resolved == []
+    h.store.seen("a", s(700))
     assert len(h.tick(s(700)).resolved) == 1
+    # the read reaches a day past clear_after_s, so the end of unpriced usage is seen
+    assert needs(h.rules, s(700), s(700)).unpriced_since == s(100) - timedelta(hours=24)
 
 
 def test_no_data_keeps_an_alert_and_a_removed_rule_resolves_it() -> None:
-    h = Harness(rules({"kind": "surplus_below", "threshold_pflops": 10, "for_s": 0}))
-    h.feed(s(0), capacity_samples=[capacity("a", "p1", s(0), 1)])
+    h = Harness(rules({"kind": "surplus_below", "threshold_pflops": 10, "for_s": 0,
+                       "settle_s": 0}))
+    h.store.idle(s(0), 1)
+    h.store.seen("a", s(0))
     assert len(h.tick(s(0)).fired) == 1
-    h.feed(s(300), heartbeats=[heartbeat("a", s(300))])  # no capacity sample is fresh any more
+    h.store.seen("a", s(300))  # no surplus row for 10:05: no data
     assert h.tick(s(300)).resolved == []
     h.rules = rules({"kind": "dc_silent"})
     assert len(h.tick(s(301)).resolved) == 1
@@ -216,10 +259,14 @@ def test_no_data_keeps_an_alert_and_a_removed_rule_resolves_it() -> None:
 
 def test_keep_firing_for_s_delays_the_resolve() -> None:
     h = Harness(rules({"kind": "surplus_above", "threshold_pflops": 1, "for_s": 0,
-                      "keep_firing_for_s": 60}))
-    h.feed(s(0), capacity_samples=[capacity("a", "p1", s(0), 2)])
+                       "keep_firing_for_s": 60, "settle_s": 0}))
+    h.store.idle(s(0), 2)
+    h.store.seen("a", s(0))
     assert len(h.tick(s(0)).fired) == 1
-    h.feed(s(10), capacity_samples=[capacity("a", "p1", s(10), 0)])
-    assert h.tick(s(10)).resolved == []
-    h.feed(s(61), capacity_samples=[capacity("a", "p1", s(61), 0)])
-    assert len(h.tick(s(61)).resolved) == 1
+    h.store.seen("a", s(30))
+    assert h.tick(s(30)).resolved == []  # still true at 10:00: last true at 10:00:30
+    h.store.idle(s(60), 0)
+    h.store.seen("a", s(60))
+    assert h.tick(s(60)).resolved == []  # false for 30 s only
+    h.store.seen("a", s(90))
+    assert len(h.tick(s(90)).resolved) == 1
