@@ -44,10 +44,19 @@ def free_port() -> int:
         return probe.port
 
 
+def silent_dc(store: Any) -> None:
+    """A store where dc-a last spoke 300 s ago and dc-b now (heartbeats, as a worker writes them)."""
+    rows = [[dc, f"hb-{dc}", t, "0.1.0", "b", 1.0, 0, 0.0, t]
+            for dc, t in (("dc-a", NOW - timedelta(seconds=300)), ("dc-b", NOW))]
+    store.client.insert(f"{store.database}.heartbeats", rows, column_names=[
+        "dc_id", "event_id", "time", "agent_version", "boot_id", "uptime_s",
+        "spool_backlog_events", "spool_oldest_age_s", "received_at"])
+
+
 async def deliver_one(store: Any, rules: RulesFile) -> None:
-    """An engine that knows of a silent DC: tick (fire, plan, queue), send, wait for the outcome."""
+    """An engine over a store with a silent DC: tick (fire, plan, queue), send, wait for the outcome."""
+    silent_dc(store)
     engine = engine_from(rules, store.client, store.database, clock=lambda: NOW)
-    engine.live.seed({"dc-a": NOW - timedelta(seconds=300), "dc-b": NOW}, {})
     engine.start()
     notes = await engine.tick()
     assert len(notes) == 1
@@ -156,7 +165,36 @@ def test_test_command_reports_an_unreachable_receiver(tmp_path: Path,
     assert err.startswith("surplus: error: test notification to ops failed: ConnectError")
 
 
-@pytest.mark.parametrize("command", ["test", "resend", "check"])
+def test_run_once_evaluates_delivers_and_a_second_run_sends_nothing_new(
+        store: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`surplus alerts run --once` (cron-style): the state and the stream clock are kept in the
+    store, so the next run knows the alert already fired."""
+    silent_dc(store)
+    with Recorder() as hook:
+        path = tmp_path / "rules.toml"
+        path.write_text(rules_text(hook.url) + 'group_wait_s = 0\n[[rule]]\nkind = "dc_silent"\n',
+                        encoding="utf-8")
+        args = ["alerts", "run", "--once", "--no-migrate", "--rules", str(path), "--url", store.url]
+        assert main(args) == 0, capsys.readouterr().err
+        assert "evaluated 1 time(s); queued 1 notification(s)" in capsys.readouterr().out
+        assert main(args) == 0, capsys.readouterr().err
+        assert "queued 0 notification(s)" in capsys.readouterr().out
+        bodies = [item.json() for item in hook.received]
+    assert [(b["status"], b["alerts"][0]["labels"]["dc_id"]) for b in bodies] == [("firing", "dc-a")]
+    assert store.rows("SELECT count() FROM {db}.alert_clock FINAL") == [(1,)]
+
+
+def test_run_says_in_one_line_when_the_store_is_unreachable(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text(rules_text("http://127.0.0.1:9/hook"), encoding="utf-8")
+    url = f"http://surplus:pw@127.0.0.1:{free_port()}/cpn"
+    assert main(["alerts", "run", "--once", "--rules", str(path), "--url", url]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "127.0.0.1" in err
+
+
+@pytest.mark.parametrize("command", ["run", "test", "resend", "check"])
 def test_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["alerts", command, "--help"]) == 0
     assert "--rules" in capsys.readouterr().out
@@ -166,14 +204,14 @@ def test_what_is_still_queued_at_shutdown_is_kept(store: Any) -> None:
     rules = rules_for("http://127.0.0.1:9/hook")
 
     async def scenario() -> None:
+        silent_dc(store)
         engine = engine_from(rules, store.client, store.database, clock=lambda: NOW)
-        engine.live.seed({"dc-a": NOW - timedelta(seconds=300), "dc-b": NOW}, {})
         assert len(await engine.tick()) == 1  # queued; no sender was started
         await engine.close()
 
     asyncio.run(scenario())
     kept = store.rows("SELECT attempts, last_error FROM {db}.alert_undelivered FINAL")
-    assert kept == [(0, "worker stopped before delivery")]
+    assert kept == [(0, "evaluator stopped before delivery")]
 
 
 def test_backoff_doubles_is_capped_and_jittered() -> None:
