@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from streams.alerts.dispatch import GroupId
-from streams.alerts.snapshot import StreamClock, utc
 from streams.alerts.model import AlertState, Attempt, Group, Notification
+from streams.alerts.snapshot import StreamClock, utc
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
