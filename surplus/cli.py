@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ledger": ("streams.ledger_cli:ledger", "The ledger: reconcile, signed hourly statements, verify, invoices."),
     "place": ("surplus.dispatch.cli:place", "The dispatcher's question: ranked offers of sellable capacity."),
     "report": ("surplus.report:report", "National, hub and DC surplus, green share and top tenants."),
+    "sql": ("surplus.sql:sql", "An analyst's SQL on the store (read-only): table, CSV, TSV or JSON lines."),
     "store": ("surplus.chserver.cli:store", "The embedded store served over ClickHouse's HTTP interface."),
     "streams": ("streams.cli:streams", "Stream workers: validate, normalise and aggregate into ClickHouse."),
 }

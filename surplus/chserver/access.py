@@ -111,12 +111,7 @@ def load_users(users_dir: Path | None, database: str, state_dir: Path,
     name gets them renamed. Raises UserError for a users file that is not ClickHouse XML.
     """
     env = os.environ if env is None else env
-    roots: list[ET.Element] = []
-    for path in sorted(users_dir.glob("*.xml")) if users_dir and users_dir.is_dir() else []:
-        try:
-            roots.append(ET.parse(path).getroot())  # noqa: S314 - the operator's own deploy files
-        except ET.ParseError as exc:
-            raise UserError(f"users file {path}: not XML ({exc})") from None
+    roots = _roots(users_dir)
     profiles = _profiles(roots)
     users = {WRITER: User(WRITER, writer_password(state_dir, env), writer=True)}
     for root in roots:
@@ -130,23 +125,56 @@ def load_users(users_dir: Path | None, database: str, state_dir: Path,
             password = env.get(var or "") or ""
             if not password:
                 continue  # no password set: no login for this user
-            profile = element.findtext("profile")
-            settings = profiles[profile].settings if profile in profiles else ()
-            if not any(k == "readonly" for k, _ in settings):
-                settings = (*settings, ("readonly", "2"))  # an analyst never writes
-            grants: set[str] | None = set()
-            for query in element.iterfind("grants/query"):
-                match = _GRANT.match(" ".join((query.text or "").split()))
-                if match and match.group(1) == "cpn":
-                    if match.group(2) == "*":
-                        grants = None
-                    elif grants is not None:
-                        grants.add(match.group(2))
-            filters = {t.tag: _rename(" ".join((t.findtext("filter") or "").split()), database)
-                       for t in element.iterfind("databases/cpn/*")}
-            users[name] = User(name, password, profile=profile, settings=tuple(settings),
-                               grants=None if grants is None else frozenset(grants), filters=filters)
+            users[name] = _user(element, password, profiles, database)
     return users, profiles
+
+
+def reader(users_dir: Path | None, database: str, name: str = ANALYST) -> tuple[User, dict[str, Profile]]:
+    """One analyst of users_dir/*.xml as a local process signs in to the embedded store: the
+    same profile settings (readonly last), grants and row policies as on the served store, no
+    password (whoever can open the store's files needs none).
+
+    Raises UserError when users_dir has no such user, or names the writer."""
+    if name in (WRITER, "default"):
+        raise UserError(f"{name!r} is the writer: SQL here runs as an analyst (`{ANALYST}` by default)")
+    roots = _roots(users_dir)
+    profiles = _profiles(roots)
+    for root in roots:
+        for element in root.findall("users/*"):
+            if element.tag == name:
+                return _user(element, "", profiles, database), profiles
+    known = sorted({e.tag for r in roots for e in r.findall("users/*")} - {WRITER, "default"})
+    raise UserError(f"no user {name!r} in {users_dir}/*.xml (there: {', '.join(known) or 'none'})")
+
+
+def _roots(users_dir: Path | None) -> list[ET.Element]:
+    roots: list[ET.Element] = []
+    for path in sorted(users_dir.glob("*.xml")) if users_dir and users_dir.is_dir() else []:
+        try:
+            roots.append(ET.parse(path).getroot())  # noqa: S314 - the operator's own deploy files
+        except ET.ParseError as exc:
+            raise UserError(f"users file {path}: not XML ({exc})") from None
+    return roots
+
+
+def _user(element: ET.Element, password: str, profiles: Mapping[str, Profile], database: str) -> User:
+    """An analyst's User from its `<users>` element (read-only whatever its profile says)."""
+    profile = element.findtext("profile")
+    settings = profiles[profile].settings if profile is not None and profile in profiles else ()
+    if not any(k == "readonly" for k, _ in settings):
+        settings = (*settings, ("readonly", "2"))  # an analyst never writes
+    grants: set[str] | None = set()
+    for query in element.iterfind("grants/query"):
+        match = _GRANT.match(" ".join((query.text or "").split()))
+        if match and match.group(1) == "cpn":
+            if match.group(2) == "*":
+                grants = None
+            elif grants is not None:
+                grants.add(match.group(2))
+    filters = {t.tag: _rename(" ".join((t.findtext("filter") or "").split()), database)
+               for t in element.iterfind("databases/cpn/*")}
+    return User(element.tag, password, profile=profile, settings=tuple(settings),
+                grants=None if grants is None else frozenset(grants), filters=filters)
 
 
 def _rename(sql: str, database: str) -> str:
