@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from agents.outbox import Outbox
@@ -86,8 +87,9 @@ class AgentMetrics:
                                 value=s["up"])
 
 
-def serve(metrics: AgentMetrics, port: int, addr: str = "0.0.0.0") -> Callable[[], None]:
-    """Serve `/metrics` on `port` from a daemon thread; return the function that stops it.
+def serve(metrics: Collector, port: int, addr: str = "0.0.0.0") -> Callable[[], None]:
+    """Serve `/metrics` of `metrics` (this agent's, or a worker's) on `port` from a daemon thread;
+    return the function that stops it.
 
     Raises OSError when the port cannot be bound.
     """

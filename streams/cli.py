@@ -56,4 +56,25 @@ def run_worker(settings: Any, *, loglevel: str = "info", migrate: bool = True) -
     logging.basicConfig(level=loglevel.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     prepared = prepare(settings, migrate_store=migrate)
-    start(prepared, loglevel=loglevel)
+    stop_metrics = _metrics(prepared.handler, settings.metrics_port)
+    try:
+        start(prepared, loglevel=loglevel)
+    finally:
+        if stop_metrics is not None:
+            stop_metrics()
+
+
+def _metrics(handler: Any, port: int | None) -> Any:
+    """Serve the handler's counts on /metrics at `port` (SPEC §7); the stop function, or None."""
+    if port is None:
+        return None
+    from agents.metrics import serve
+    from streams.metrics import WorkerMetrics
+    from surplus.errors import UserError
+
+    try:
+        stop = serve(WorkerMetrics(handler.metrics), port)
+    except OSError as exc:
+        raise UserError(f"cannot serve /metrics on port {port}: {exc.strerror or exc}") from None
+    logging.getLogger(__name__).info("serving Prometheus /metrics on port %d", port)
+    return stop

@@ -55,6 +55,8 @@ class WorkerSettings(BaseSettings):
     insert_retries: int = Field(5, ge=0, description="ClickHouse write attempts before crashing")
     insert_backoff_s: float = Field(0.5, gt=0, description="first retry delay, doubled each time")
     metrics_interval_s: float = Field(10.0, gt=0, description="how often counts are written/logged")
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="serve Prometheus /metrics on this port (SPEC §7; none: off)")
     price_book: Path | None = Field(
         None,
         validation_alias=AliasChoices("SURPLUS_PRICE_BOOK", "price_book"),

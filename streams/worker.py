@@ -12,6 +12,7 @@ every row carries its identity, so reading it again changes nothing.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import time
 from collections import Counter, OrderedDict
@@ -37,7 +38,11 @@ BatchObserver = Callable[[Batch, datetime], None]
 
 
 class Metrics:
-    """Counts since start: in, accepted by type, rejected by reason, write latency, lag."""
+    """Counts since start: in, accepted by type, rejected by reason, write latency, lag.
+
+    Updated once per batch (never per event); served on /metrics by streams/metrics.py."""
+
+    WRITE_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
     def __init__(self) -> None:
         self.events_in = 0
@@ -47,7 +52,16 @@ class Metrics:
         self.rejected: Counter[str] = Counter()
         self.write_ms_last = 0.0
         self.write_ms_max = 0.0
-        self.lag: dict[str, int] = {}
+        self.write_s_sum = 0.0
+        self.write_buckets = [0] * (len(self.WRITE_BUCKETS_S) + 1)  # batches per bucket, +Inf last
+        self.lag: dict[str, int] = {}  # "topic/partition" -> messages behind, as of its last batch
+
+    def observe_write(self, elapsed_ms: float) -> None:
+        """One batch's write time (milliseconds)."""
+        self.write_ms_last = elapsed_ms
+        self.write_ms_max = max(self.write_ms_max, elapsed_ms)
+        self.write_s_sum += elapsed_ms / 1000
+        self.write_buckets[bisect.bisect_left(self.WRITE_BUCKETS_S, elapsed_ms / 1000)] += 1
 
     def rows(self, worker: str, now: datetime) -> list[dict[str, Any]]:
         out = [
@@ -113,10 +127,11 @@ class Handler:
         self._held: dict[TP, int] = {}  # offsets whose commit the guard holds back
 
     def forget_jobs(self) -> None:
-        """Drop cached job states and held offsets (after a rebalance another worker may have
-        moved them on)."""
+        """Drop cached job states, held offsets and lag figures (after a rebalance another worker
+        may have moved them on)."""
         self.jobs.clear()
         self._held.clear()
+        self.metrics.lag.clear()  # of partitions this worker may no longer own
 
     async def __call__(self, records: Sequence[Record]) -> dict[TP, int]:
         now = self.clock()
@@ -175,8 +190,7 @@ class Handler:
         m.batches += 1
         m.accepted.update(batch.accepted)
         m.rejected.update(batch.rejected)
-        m.write_ms_last = elapsed_ms
-        m.write_ms_max = max(m.write_ms_max, elapsed_ms)
+        m.observe_write(elapsed_ms)
         if self.highwater is not None:
             for tp, next_offset in offsets.items():
                 high = self.highwater(tp)
