@@ -376,7 +376,9 @@ def _afterwards(store: str, database: str, *, served: bool) -> list[tuple[str, s
     if not served:
         return [("text", f"\nThe data is in [bold]{redact(store)}[/] (database {database}). "
                          "Report on it again:"),
-                ("command", f".venv/bin/surplus report --url '{redact(store)}'")]
+                ("command", f".venv/bin/surplus report --url '{redact(store)}'"),
+                ("text", "SQL on it as an analyst:"),
+                ("command", f".venv/bin/surplus sql --url '{redact(store)}'")]
     url = f"http://analyst:<password>@127.0.0.1:8123/{database}"
     return [
         ("text", f"\nThe data is in [bold]{store}[/] (database {database}); the next demo run "
@@ -394,6 +396,8 @@ def _afterwards(store: str, database: str, *, served: bool) -> list[tuple[str, s
         ("command", f"SELECT * FROM {database}.national_surplus_minute ORDER BY ts DESC LIMIT 5"),
         ("text", "Report through it:"),
         ("command", f"CLICKHOUSE_URL={url} .venv/bin/surplus report"),
+        ("text", "SQL through it (read-only, table/csv/tsv/jsonl):"),
+        ("command", f"CLICKHOUSE_URL={url} .venv/bin/surplus sql"),
     ]
 
 

@@ -43,14 +43,18 @@ _OWN_FORMAT = re.compile(r"\bFORMAT\s+[A-Za-z]\w*\s*$", re.IGNORECASE)
 
 
 def statements(text: str) -> list[str]:
-    """The statements of `text` without their final `;` (comments kept, comment-only parts dropped)."""
+    """The statements of `text`, each without its `;` and what trails it (leading comments kept,
+    comment-only parts dropped)."""
     import sqlparse
+    from sqlparse import tokens as T
 
     out = []
-    for statement in sqlparse.split(text):
-        body = statement.strip().rstrip(";").strip()
-        if sqlparse.format(body, strip_comments=True).strip():
-            out.append(body)
+    for parsed in sqlparse.parse(text):
+        flat = list(parsed.flatten())
+        while flat and (flat[-1].is_whitespace or flat[-1].ttype in T.Comment or flat[-1].match(T.Punctuation, ";")):
+            flat.pop()
+        if any(not (t.is_whitespace or t.ttype in T.Comment) for t in flat):
+            out.append("".join(t.value for t in flat).strip())
     return out
 
 
