@@ -50,7 +50,7 @@ def statements(text: str) -> list[str]:
 
     out = []
     for parsed in sqlparse.parse(text):
-        flat = list(parsed.flatten())
+        flat = list(parsed.flatten())  # type: ignore[no-untyped-call]
         while flat and (flat[-1].is_whitespace or flat[-1].ttype in T.Comment or flat[-1].match(T.Punctuation, ";")):
             flat.pop()
         if any(not (t.is_whitespace or t.ttype in T.Comment) for t in flat):
