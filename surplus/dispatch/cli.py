@@ -112,24 +112,29 @@ def place(as_json: bool, url: str | None, at: str | None, **fields: Any) -> None
 
 
 def render_answer(result: Any, console: Any) -> None:
-    """The answer as a terminal table, then the message and the exclusions."""
-    from rich.table import Table
+    """The answer as a table that fits the console (column groups stack, nothing is cut), then
+    the message and the exclusions."""
+    from surplus.text_tables import Column, Group, Sheet, print_sheet
 
     req = result.request
     title = (f"{req.devices} x {req.precision} for {req.hours} h from {req.origin}, by {req.rank}"
-             f" — as of {result.as_of:%Y-%m-%d %H:%M} UTC" if result.as_of else "")
-    table = Table(title=title)
-    for name in ("dc_id", "pool_id", "hub", "model", "idle now", "sellable", "CNY/dev-h", "cost CNY",
-                 "green", "PUE", "kg CO2/h", "RTT ms"):
-        table.add_column(name, justify="left" if name in ("dc_id", "pool_id", "hub", "model") else "right")
+             + (f" — as of {result.as_of:%Y-%m-%d %H:%M} UTC" if result.as_of else ""))
+    sheet = Sheet(title, (Column("dc_id", text=True), Column("pool_id", text=True)), (
+        Group("where and what", (Column("hub", text=True), Column("model", text=True))),
+        Group("devices and price", (Column("idle now"), Column("sellable"), Column("CNY/dev-h"),
+                                    Column("cost CNY"))),
+        Group("energy and latency", (Column("green"), Column("PUE"), Column("kg CO2/h"),
+                                     Column("RTT ms"))),
+    ))
     for o in result.offers:
-        table.add_row(o.dc_id, o.pool_id, o.hub, o.device_model, f"{o.devices_idle_now:,}", f"{o.devices_sellable:,}",
-                      str(o.price_cny_per_device_hour), f"{o.cost_cny:,}",
+        sheet.add_row(o.dc_id, o.pool_id, o.hub, o.device_model, f"{o.devices_idle_now:,}",
+                      f"{o.devices_sellable:,}", str(o.price_cny_per_device_hour), f"{o.cost_cny:,}",
                       "—" if o.green_share is None else f"{o.green_share:.0%}",
                       "—" if o.pue is None else f"{o.pue:.2f}",
-                      "—" if o.carbon_kg_per_hour is None else f"{o.carbon_kg_per_hour:,.1f}", f"{o.latency_ms:.1f}")
+                      "—" if o.carbon_kg_per_hour is None else f"{o.carbon_kg_per_hour:,.1f}",
+                      f"{o.latency_ms:.1f}")
     if result.offers:
-        console.print(table)
+        print_sheet(console, sheet)
     console.print(result.message)
     for e in result.excluded:
         console.print(f"  excluded by {e.limit}: {e.pools} pool(s), {e.devices_idle:,} idle device(s)")

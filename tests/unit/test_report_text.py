@@ -167,3 +167,30 @@ def test_sheet_rejects_a_row_of_the_wrong_width() -> None:
     sheet = Sheet("T", (Column("Key", text=True),), (Group("a", (Column("A1"),)),))
     with pytest.raises(ValueError, match="1 cells for 2 columns"):
         sheet.add_row("only one")
+
+
+def test_the_dispatchers_answer_fits_80_columns() -> None:
+    # before: 12 columns squeezed into 80 cut the model names and the costs
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from surplus.dispatch.cli import render_answer
+    from surplus.dispatch.model import Answer, Offer, Request
+
+    offers = [Offer(dc_id=f"gba-shaoguan-{i:02d}", pool_id=f"gpu-pool-{i}", hub="gba",
+                    province="CN-GD", device_model="huawei-ascend-910b2", devices_idle_now=1234 + i,
+                    devices_sellable=640 + i, price_cny_per_device_hour=Decimal("12.3456"),
+                    cost_cny=Decimal("63211.4567") * (i + 1), green_share=0.618, pue=1.234,
+                    carbon_kg_per_hour=1234.5, latency_ms=23.4) for i in range(3)]
+    answer = Answer(as_of=datetime(2026, 12, 3, 14, 2, tzinfo=UTC),
+                    request=Request(devices=64, hours=8, origin="CN-SH", min_green_share=0.6),
+                    offers=offers, pools_considered=9, excluded=[], excluded_most_by=None,
+                    message="3 offers")
+    out = io.StringIO()
+    render_answer(answer, Console(file=out, width=80, color_system=None))
+    text = out.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text
+    for o in offers:
+        for cell in (o.dc_id, o.pool_id, o.device_model, f"{o.cost_cny:,}", f"{o.devices_sellable:,}",
+                     "12.3456", "62%", "1.23", "1,234.5", "23.4"):
+            assert any(o.dc_id in line and cell in line for line in text.splitlines()), cell
