@@ -72,11 +72,23 @@ def test_demo_report_equals_the_published_events(kafka_bootstrap: str, topic_pre
     first = demo("--dcs", "40", "--minutes", "0.1", "--speed", "60", "--backfill-days", "0")
     assert first.returncode == 0, first.stderr[-3000:]
     assert "Surplus report" in first.stdout and "national_surplus_minute" in first.stdout
+    # piped: plain text, the device split, every follow-up command whole on a line of its own
+    assert "\x1b[" not in first.stdout and "\r" not in first.stdout
+    assert "\nAccelerators  idle " in first.stdout and "\nCPU cores     idle " in first.stdout
+    lines = first.stdout.splitlines()
+    assert any(line.startswith("  SURPLUS_ANALYST_PASSWORD=<choose one> .venv/bin/surplus store serve --url '")
+               and line.endswith("'") for line in lines)
+    assert "  CLICKHOUSE_URL=http://analyst:<password>@127.0.0.1:8123/cpn .venv/bin/surplus report" in lines
     env["SURPLUS_TOPIC_PREFIX"] = topic_prefix = topic_prefix + "two."
     done = demo("--dcs", "40", "--minutes", "0.4", "--speed", "300", "--backfill-days", "0", "--json")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
+    # piped, progress is plain lines on stderr (every 10 s), not a live display
+    assert "surplus demo: simulating; simulated " in done.stderr and "\x1b[" not in done.stderr
     report = json.loads(done.stdout)
+    devices = report["national"]["devices"]
+    assert devices["accelerators"]["idle"] + devices["cpu_cores"]["idle"] == report["national"]["idle_devices"]
+    assert devices["cpu_cores"]["online"] > devices["accelerators"]["online"] > 0
 
     # nothing left running: no process carries this test's topic prefix in its environment
     for proc in Path("/proc").iterdir():
