@@ -2,8 +2,9 @@
 
 Enter runs the input once it ends with `;` (or is `\\q`, `quit`, `exit`); before that it starts a
 new line, so a statement can span lines. One input may hold several statements: they run in
-order, a refused one prints its one line and the prompt comes back. Ctrl-C drops the input,
-Ctrl-D or `\\q` leaves. History is kept in SURPLUS_SQL_HISTORY (default ~/.surplus_sql_history).
+order, a refused one prints its one line and the prompt comes back. Ctrl-C drops the input (or
+the statement running), Ctrl-D or `\\q` leaves. History is kept in SURPLUS_SQL_HISTORY (default
+~/.surplus_sql_history).
 """
 
 from __future__ import annotations
@@ -81,5 +82,9 @@ def prompt_loop(session: Session, fmt: str, out: IO[bytes], *, label: str, **pro
             except StoreError as exc:
                 out.flush()
                 print(f"error: {exc}", file=sys.stderr)
+                break
+            except KeyboardInterrupt:  # Ctrl-C while a statement runs: drop it, keep the prompt
+                out.flush()
+                print("cancelled", file=sys.stderr)
                 break
             print(f"({time.monotonic() - started:.3f} s)", file=sys.stderr)
