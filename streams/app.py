@@ -101,7 +101,7 @@ def build_app(settings: WorkerSettings, handler: BatchHandler, topics: Sequence[
         store="memory://",
         datadir=str(settings.data_dir / settings.group_id),
         topic_partitions=settings.partitions,
-        topic_replication_factor=settings.replication_factor,
+        topic_replication_factor=settings.replication_factor or 1,  # faust declares no topic here
         topic_allow_declare=False,
         consumer_auto_offset_reset="earliest",
         broker_commit_every=10**12,  # commits are ours, after the write

@@ -58,11 +58,11 @@ def prepare(settings: WorkerSettings, *, migrate_store: bool = True) -> Prepared
         settings.kafka,
         [*topics.telemetry, topics.deadletter],
         partitions=settings.partitions,
-        replication=settings.replication_factor,
+        replication=settings.replication_factor or -1,
     )
     # faust's partition assignor elects its leader through this topic
     ensure_topics(settings.kafka, [f"{settings.group_id}-__assignor-__leader"],
-                  partitions=1, replication=settings.replication_factor)
+                  partitions=1, replication=settings.replication_factor or -1)
     verifier = None
     if settings.signing_keys is not None:
         from streams.signing import load_verifier
@@ -71,7 +71,8 @@ def prepare(settings: WorkerSettings, *, migrate_store: bool = True) -> Prepared
     if (warning := unsigned_warning(settings)) is not None:
         log.warning(warning)
     sink = Sink(client, target.database, retries=settings.insert_retries,
-                backoff_s=settings.insert_backoff_s)
+                backoff_s=settings.insert_backoff_s, max_backoff_s=settings.insert_max_backoff_s,
+                give_up_s=settings.insert_give_up_s or None)
     try:
         sink.check_schema()
     except SchemaDrift as exc:
@@ -108,6 +109,10 @@ def prepare(settings: WorkerSettings, *, migrate_store: bool = True) -> Prepared
 
     app.timer(settings.metrics_interval_s)(_metrics)
 
+    async def _stop_waiting() -> None:  # a write waiting out a ClickHouse outage gives up now
+        sink.stop()
+
+    app.on_stop_hooks.append(_stop_waiting)
     app.on_stop_hooks.append(handler.flush_metrics)
 
     def _revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:

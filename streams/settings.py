@@ -46,14 +46,20 @@ class WorkerSettings(BaseSettings):
         description="this worker's name in logs and metrics",
     )
     partitions: int = Field(PARTITIONS, ge=1, le=1024, description="partitions of topics the worker creates")
-    replication_factor: int = Field(1, ge=1, le=5, description="replication of created topics")
+    replication_factor: int | None = Field(
+        None, ge=1, le=5,
+        description="replication of created topics (default: the cluster's default.replication.factor)")
     batch_max_events: int = Field(20_000, ge=1, description="flush a batch at this many events")
     batch_max_wait_ms: int = Field(500, ge=1, description="or when its oldest event is this old")
     session_timeout_s: float = Field(
         30.0, ge=6, le=300, description="group session timeout: how soon a dead worker's partitions move"
     )
-    insert_retries: int = Field(5, ge=0, description="ClickHouse write attempts before crashing")
+    insert_retries: int = Field(
+        5, ge=0, description="further attempts at a statement ClickHouse refused, then stop uncommitted")
     insert_backoff_s: float = Field(0.5, gt=0, description="first retry delay, doubled each time")
+    insert_max_backoff_s: float = Field(10.0, gt=0, description="longest delay between two attempts")
+    insert_give_up_s: float = Field(
+        0.0, ge=0, description="stop uncommitted after ClickHouse has been unreachable this long (0: wait it out)")
     metrics_interval_s: float = Field(10.0, gt=0, description="how often counts are written/logged")
     metrics_port: int | None = Field(
         None, ge=1, le=65535, description="serve Prometheus /metrics on this port (SPEC §7; none: off)")

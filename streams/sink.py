@@ -1,16 +1,23 @@
-"""The ClickHouse sink: columnar inserts of a batch's rows, with retry and back-off. I/O.
+"""The ClickHouse sink: columnar inserts of a batch's rows, with bounded exponential back-off. I/O.
 
 The only module of the worker that talks to ClickHouse. A write either completes for every
-table or raises `SinkUnavailable` after the retry budget, and then the worker crashes without
-committing: ClickHouse being down never means skipping data. `check_schema` compares the
-columns the worker writes (streams.batch.COLUMNS, from the registry) with the tables in
-`system.columns` at start, so a missing migration is `SchemaDrift`, not a failed batch.
+table or raises `SinkUnavailable`, and then the worker stops without committing: ClickHouse
+being down never means skipping data. Retries use tenacity with exponential back-off and jitter
+(`backoff_s` doubling up to `max_backoff_s`). A store that cannot be reached or refuses the
+connection (an outage: `is_outage`) is waited out, however long it lasts (or up to `give_up_s`),
+while the batch's offsets stay uncommitted; the outage is logged once when it starts and once when
+writes go through again, never a line per retry. Any other error (the server answered and refused
+this statement) gets `retries` more attempts, then `SinkUnavailable`. `stop()` ends a wait at once
+(the worker is stopping). `check_schema` compares the columns the worker writes
+(streams.batch.COLUMNS, from the registry) with the tables in `system.columns` at start, so a
+missing migration is `SchemaDrift`, not a failed batch.
 """
 
 from __future__ import annotations
 
 import logging
-import random
+import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -18,6 +25,8 @@ from decimal import Decimal
 from functools import partial
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
+
+from tenacity import RetryCallState, Retrying, wait_exponential, wait_random
 
 from streams.batch import COLUMNS, tables
 from streams.ledger import JobKey, JobState
@@ -29,31 +38,88 @@ log = logging.getLogger(__name__)
 
 
 class SinkUnavailable(RuntimeError):
-    """ClickHouse did not take a write within the retry budget (retryable by a restart)."""
+    """ClickHouse did not take a write within the retry budget, or the worker stopped while it
+    waited (retryable by a restart: nothing of the batch was committed)."""
 
 
 class SchemaDrift(RuntimeError):
     """The store's tables are not the ones the worker writes (a migration is missing or extra)."""
 
 
+# ClickHouse error codes (src/Common/ErrorCodes.cpp) that say "not now" rather than "never":
+# the server is read-only, overloaded or lost its coordination for a while. Waited out like a
+# server that cannot be reached.
+TRANSIENT_CODES = frozenset({
+    159,  # TIMEOUT_EXCEEDED
+    164,  # READONLY
+    202,  # TOO_MANY_SIMULTANEOUS_QUERIES
+    209,  # SOCKET_TIMEOUT
+    210,  # NETWORK_ERROR
+    241,  # MEMORY_LIMIT_EXCEEDED
+    242,  # TABLE_IS_READ_ONLY
+    252,  # TOO_MANY_PARTS
+    279,  # ALL_CONNECTION_TRIES_FAILED
+    319,  # UNKNOWN_STATUS_OF_INSERT
+    999,  # KEEPER_EXCEPTION
+})
+_CODE = re.compile(r"\bcode: (\d+)", re.IGNORECASE)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether `exc` means ClickHouse is unavailable for now (wait it out) rather than that it
+    refused this statement: no connection (clickhouse-connect's OperationalError, an OSError) or
+    a server error code in TRANSIENT_CODES."""
+    from clickhouse_connect.driver.exceptions import OperationalError
+
+    if isinstance(exc, OperationalError | OSError):
+        return True
+    match = _CODE.search(str(exc))
+    return match is not None and int(match.group(1)) in TRANSIENT_CODES
+
+
 class Sink:
+    """Writes a batch's rows to `database` through `client`; see the module doc for the retries.
+
+    `backoff_s` is the first delay (seconds), doubled after each failed attempt up to
+    `max_backoff_s`, plus up to `backoff_s` of random jitter. `retries`: further attempts after a
+    statement error (None: as many as an outage). `give_up_s`: how long an outage is waited out
+    (None: until it ends or `stop()`)."""
+
     def __init__(
         self,
         client: Client,
         database: str,
         *,
-        retries: int = 5,
+        retries: int | None = 5,
         backoff_s: float = 0.5,
-        max_backoff_s: float = 8.0,
-        sleep: Callable[[float], None] = time.sleep,
+        max_backoff_s: float = 10.0,
+        give_up_s: float | None = None,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.client = client
         self.database = database
         self.retries = retries
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
-        self.sleep = sleep
+        self.give_up_s = give_up_s
+        self._stopping = threading.Event()
+        self.sleep: Callable[[float], None] = sleep or self._wait  # a stop wakes a waiting retry
         self._contexts: dict[tuple[str, tuple[str, ...]], Any] = {}
+        self._lock = threading.Lock()
+        self._failing_since: float | None = None  # monotonic time of the first failed attempt
+        self._failed_attempts = 0
+
+    @property
+    def failing(self) -> bool:
+        """Whether ClickHouse is refusing the sink's statements right now (an outage under way)."""
+        return self._failing_since is not None
+
+    def stop(self) -> None:
+        """End every wait: a retry in progress raises SinkUnavailable instead of sleeping on."""
+        self._stopping.set()
+
+    def _wait(self, seconds: float) -> None:
+        self._stopping.wait(seconds)
 
     def write(self, tuples: Mapping[str, list[tuple[Any, ...]]]) -> int:
         """Insert every table's rows (tuples in COLUMNS order, in `tables()` order); return the row count."""
@@ -116,18 +182,53 @@ class Sink:
         self.client.insert(context=context)
 
     def _retry(self, action: Callable[[], None], what: str) -> None:
-        delay = self.backoff_s
-        for attempt in range(self.retries + 1):
-            try:
-                action()
+        """Run `action` until it succeeds; SinkUnavailable when the budget is spent or stop()."""
+        retrying = Retrying(
+            sleep=self.sleep,
+            stop=self._should_stop,
+            wait=wait_exponential(multiplier=self.backoff_s, max=self.max_backoff_s)
+            + wait_random(0, self.backoff_s),
+            before_sleep=partial(self._failed, what),
+            reraise=True,
+        )
+        try:
+            retrying(action)
+        except Exception as exc:  # the last attempt's error, once the retries are spent
+            attempts = retrying.statistics.get("attempt_number", 1)
+            why = "the worker is stopping" if self._stopping.is_set() else f"{attempts} attempts"
+            raise SinkUnavailable(f"{what} failed ({why}): {_first_line(exc)}") from exc
+        self._recovered()
+
+    def _should_stop(self, state: RetryCallState) -> bool:
+        if self._stopping.is_set():
+            return True
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if exc is not None and is_outage(exc):
+            elapsed = state.seconds_since_start or 0.0
+            return self.give_up_s is not None and elapsed >= self.give_up_s
+        return self.retries is not None and state.attempt_number > self.retries
+
+    def _failed(self, what: str, state: RetryCallState) -> None:
+        """Before each back-off sleep: say so on the first failure of a spell, then count only."""
+        exc = state.outcome.exception() if state.outcome is not None else None
+        with self._lock:
+            self._failed_attempts += 1
+            if self._failing_since is not None:
                 return
-            except Exception as exc:  # any driver error is retried, then escalated
-                if attempt == self.retries:
-                    raise SinkUnavailable(f"{what} failed {attempt + 1} times: {exc}") from exc
-                wait = min(self.max_backoff_s, delay) * (0.5 + random.random())
-                log.warning("%s failed (%s); retry %d in %.1f s", what, _first_line(exc), attempt + 1, wait)
-                self.sleep(wait)
-                delay *= 2
+            self._failing_since = time.monotonic()
+        kind = "is unavailable" if exc is not None and is_outage(exc) else "refused a statement"
+        log.warning(
+            "ClickHouse %s (%s: %s): backing off (%.1f s doubling to %.0f s between attempts) and "
+            "committing nothing until writes go through", kind, what,
+            _first_line(exc) if exc is not None else "?", self.backoff_s, self.max_backoff_s)
+
+    def _recovered(self) -> None:
+        with self._lock:
+            since, attempts = self._failing_since, self._failed_attempts
+            self._failing_since, self._failed_attempts = None, 0
+        if since is not None:
+            log.warning("ClickHouse takes writes again after %.1f s (%d failed attempts): resuming",
+                        time.monotonic() - since, attempts)
 
     def _query(self, sql: str, what: str) -> list[Any]:
         result: list[Any] = []

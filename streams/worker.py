@@ -5,8 +5,10 @@ Order of effects for one batch: the dead-letter guard (streams/guard.py) judges 
 first and may stop the worker before anything happens; dead letters are produced to the
 `deadletter` topic and every table's rows are written to ClickHouse; only then are the batch's
 offsets returned for commit (or held back by the guard while the ratio is high).
-A failure anywhere raises, so nothing is committed and the batch is read again after restart;
-every row carries its identity, so reading it again changes nothing.
+While ClickHouse is unavailable the sink waits it out with back-off (streams/sink.py), so the
+batch's offsets are returned only once its rows are in. A failure anywhere else raises, so nothing
+is committed and the batch is read again after restart; every row carries its identity, so
+reading it again changes nothing.
 """
 
 from __future__ import annotations
@@ -204,6 +206,8 @@ class Handler:
 
     async def _maybe_flush_metrics(self, now: datetime, force: bool = False) -> None:
         if not force and time.monotonic() - self._metrics_at < self.metrics_interval_s:
+            return
+        if self.sink.failing:  # ClickHouse is down and the sink said so: the counts wait too
             return
         self._flushed_batches = self.metrics.batches
         self._metrics_at = time.monotonic()

@@ -38,12 +38,14 @@ def ensure_topics(
     names: Iterable[str],
     *,
     partitions: int = PARTITIONS,
-    replication: int = 1,
+    replication: int = -1,
     timeout_s: float = 15,
     wait: bool = True,
 ) -> list[str]:
     """Create the topics that do not exist yet; return the ones this call created.
 
+    `replication` -1 takes the cluster's `default.replication.factor` (the local broker: 1; the
+    local three-broker cluster: 3; a production cluster: its own), so nothing here assumes one node.
     With `wait`, return only once every named topic has a leader on every partition. UserError
     when Kafka cannot be reached, a topic cannot be created, or leaders do not appear in time."""
     from confluent_kafka import KafkaError, KafkaException

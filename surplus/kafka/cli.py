@@ -1,4 +1,5 @@
-"""`surplus kafka up|down|status|sign-csr`: the local broker's commands (wiring only; I/O in local.py)."""
+"""`surplus kafka up|down|status|sign-csr`: the local broker's and cluster's commands (wiring only;
+I/O in local.py and cluster.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import click
 
 from surplus.errors import UserError
+from surplus.kafka.cluster import LocalKafkaCluster, is_cluster_home
 from surplus.kafka.local import DEFAULT_HOME, DEFAULT_PORT, LocalKafka
 
 HOME_OPTION = click.option(
@@ -29,11 +31,16 @@ def _broker(home: Path, port: int = DEFAULT_PORT, controller_port: int | None = 
 
 @click.group()
 def kafka() -> None:
-    """The local Apache Kafka broker (KRaft, one node on 127.0.0.1) for machines without a cluster.
+    """The local Apache Kafka broker (KRaft on 127.0.0.1: one node, or a cluster with --brokers).
 
     The broker runs from Apache Kafka's Maven Central jars (fetched once with mvn into
     var/cache/kafka-jars) and needs Java 17. With a real cluster, set KAFKA_BOOTSTRAP instead.
     """
+
+
+def _cluster(home: Path, **kwargs: Any) -> LocalKafkaCluster | None:
+    """The cluster recorded in HOME, or None when HOME holds one broker (or nothing)."""
+    return LocalKafkaCluster.at(home, progress=_say, **kwargs) if is_cluster_home(home) else None
 
 
 @kafka.command()
@@ -54,15 +61,33 @@ def kafka() -> None:
                    "HOME/secure; the admin client's KAFKA_* settings go to HOME/secure/client.env.")
 @click.option("--mtls-port", type=click.IntRange(1, 65535),
               help="With --secure: also an SSL listener that requires client certificates.")
+@click.option("--brokers", type=click.IntRange(1, 9),
+              help="Nodes [default: 1, or as many as HOME's cluster has] (each a broker and a KRaft "
+                   "controller): node i listens on PORT+i and "
+                   "CONTROLLER_PORT+i (default CONTROLLER_PORT: PORT+BROKERS); with 3, topics get "
+                   "3 replicas and min.insync.replicas=2. Data under HOME/node-<i>.")
 def up(home: Path, port: int, controller_port: int | None, heap_mb: int,
-       timeout_s: float, secure: bool, mtls_port: int | None) -> None:
-    """Start the local broker, or do nothing if it already runs in HOME.
+       timeout_s: float, secure: bool, mtls_port: int | None, brokers: int | None) -> None:
+    """Start the local broker (or cluster), or do nothing if it already runs in HOME.
 
     Progress goes to stderr; the last line on stdout is the bootstrap address
-    (e.g. 127.0.0.1:9092), so `export KAFKA_BOOTSTRAP=$(surplus kafka up)` works.
+    (e.g. 127.0.0.1:9092, or every node's for a cluster: 127.0.0.1:9092,127.0.0.1:9093,...),
+    so `export KAFKA_BOOTSTRAP=$(surplus kafka up)` works.
     """
     if mtls_port is not None and not secure:
         raise click.UsageError("--mtls-port needs --secure")
+    if (brokers or 1) > 1 or is_cluster_home(home):
+        if secure:
+            raise click.UsageError("--secure runs one broker: leave out --brokers")
+        if brokers is None:
+            brokers = LocalKafkaCluster.at(home, progress=_say).brokers
+        cluster = LocalKafkaCluster(home, brokers, port, controller_port, heap_mb, progress=_say)
+        was_running = cluster.is_running()
+        address = cluster.up(timeout_s=max(timeout_s, 120.0))
+        if was_running:
+            _say(f"the Kafka cluster is already running on {address}")
+        click.echo(address)
+        return
     broker = _broker(home, port, controller_port, heap_mb=heap_mb, secure=secure,
                      mtls_port=mtls_port)
     was_running = broker.is_running()
@@ -77,10 +102,19 @@ def up(home: Path, port: int, controller_port: int | None, heap_mb: int,
 @click.option("--timeout-s", type=click.FloatRange(0), default=30.0, show_default=True,
               help="Seconds to wait after SIGTERM before SIGKILL.")
 def down(home: Path, timeout_s: float) -> None:
-    """Stop the local broker; its data is kept for the next `up`.
+    """Stop the local broker (every node of a cluster); its data is kept for the next `up`.
 
     Sends SIGTERM, then SIGKILL after --timeout-s. Exits 0 whether or not it was running.
     """
+    cluster = _cluster(home)
+    if cluster is not None:
+        pids = [n["pid"] for n in cluster.status() if n["running"]]
+        stopped = cluster.down(timeout_s=timeout_s)
+        if stopped:
+            click.echo(f"stopped {stopped} of {cluster.brokers} brokers (pids {', '.join(map(str, pids))})")
+        else:
+            click.echo(f"not running (home {cluster.home})")
+        return
     broker = _broker(home)
     pid = broker.status()["pid"]
     if broker.down(timeout_s=timeout_s):
@@ -92,10 +126,22 @@ def down(home: Path, timeout_s: float) -> None:
 @kafka.command()
 @HOME_OPTION
 def status(home: Path) -> None:
-    """Say whether the local broker runs, with its pid and address.
+    """Say whether the local broker runs, with its pid and address (a line per node of a cluster).
 
-    Exits 0 when it is running, 3 when it is not.
+    Exits 0 when it is running (every node of a cluster), 3 when it is not (no node), 4 when only
+    some nodes of a cluster run.
     """
+    cluster = _cluster(home)
+    if cluster is not None:
+        nodes = cluster.status()
+        for n in nodes:
+            running = f"running  pid {n['pid']}" if n["running"] else "not running"
+            click.echo(f"node {n['node_id']}  {running}  {n['bootstrap']}  home {n['home']}")
+        up_count = sum(n["running"] for n in nodes)
+        click.echo(f"{up_count} of {len(nodes)} brokers running; bootstrap {cluster.bootstrap}")
+        if up_count < len(nodes):
+            sys.exit(3 if up_count == 0 else 4)
+        return
     broker = _broker(home)
     state = broker.status()
     if state["running"]:

@@ -67,10 +67,19 @@ class LocalKafka:
         progress: Progress = _stderr,
         secure: bool = False,
         mtls_port: int | None = None,
+        node_id: int = 1,
+        voters: str | None = None,
+        replication: int = 1,
+        min_insync: int = 1,
     ) -> None:
         self.home = Path(home).resolve()
         self.port = port
         self.controller_port = controller_port if controller_port is not None else port + 1
+        self.node_id = node_id
+        # the KRaft controller quorum, id@host:port,...: this node alone unless in a cluster
+        self.voters = voters or f"{node_id}@{HOST}:{self.controller_port}"
+        self.replication = replication  # of internal topics and the default of created ones
+        self.min_insync = min_insync
         self.heap_mb = heap_mb
         self.jars_dir = Path(jars_dir).resolve()
         self.progress = progress
@@ -245,35 +254,44 @@ class LocalKafka:
     def up(self, timeout_s: float = 90) -> str:
         """Start the broker unless it is already running here; return its bootstrap address."""
         with self._locked():
-            pid = self._running_pid()
-            if pid is not None:
-                running_secure = self.configured_secure()
-                if self.secure and not running_secure:
-                    raise UserError(f"a PLAINTEXT broker already runs in {self.home}: stop it "
-                                    "(surplus kafka down) before `up --secure`")
-                self.secure = running_secure
-                self.port = self._rendered_port() or self.port
-                self._wait_ready(pid, timeout_s)
-                return self.bootstrap
-            java = self.java()
-            self.ensure_jars()
-            for port in (self.port, self.controller_port, *filter(None, [self.mtls_port])):
-                if port_in_use(port):
-                    raise UserError(f"{HOST}:{port} is already in use (another Kafka?); stop it "
-                                    "or choose other ports with SURPLUS_KAFKA_PORT")
-            self._write_config()
-            self._format_storage(java)
-            started = time.monotonic()
-            self.progress(f"starting Apache Kafka {KAFKA_VERSION} (KRaft) on {self.bootstrap} "
-                          f"in {self.home} ...")
-            pid = self._spawn(java)
+            pid, started = self.launch()
             self._wait_ready(pid, timeout_s)
-            self.progress(f"Kafka is up on {self.bootstrap} (pid {pid}, "
-                          f"{time.monotonic() - started:.1f} s)")
-            if self.secure:
-                self.progress(f"secure: SASL_SSL with {SCRAM_MECHANISM} and ACLs; the admin "
-                              f"client's settings: set -a; . {self.secure_dir}/client.env")
+            if started is not None:
+                self.announce(pid, started)
             return self.bootstrap
+
+    def launch(self) -> tuple[int, float | None]:
+        """Start the JVM without waiting for it to answer: (pid, monotonic start time), or
+        (pid, None) when it already runs here. The caller holds `_locked()`; a cluster launches
+        every node first (a node answers only once a quorum of controllers runs)."""
+        pid = self._running_pid()
+        if pid is not None:
+            running_secure = self.configured_secure()
+            if self.secure and not running_secure:
+                raise UserError(f"a PLAINTEXT broker already runs in {self.home}: stop it "
+                                "(surplus kafka down) before `up --secure`")
+            self.secure = running_secure
+            self.port = self._rendered_port() or self.port
+            return pid, None
+        java = self.java()
+        self.ensure_jars()
+        for port in (self.port, self.controller_port, *filter(None, [self.mtls_port])):
+            if port_in_use(port):
+                raise UserError(f"{HOST}:{port} is already in use (another Kafka?); stop it "
+                                "or choose other ports with SURPLUS_KAFKA_PORT")
+        self._write_config()
+        self._format_storage(java)
+        started = time.monotonic()
+        self.progress(f"starting Apache Kafka {KAFKA_VERSION} (KRaft, node {self.node_id}) on "
+                      f"{self.bootstrap} in {self.home} ...")
+        return self._spawn(java), started
+
+    def announce(self, pid: int, started: float) -> None:
+        self.progress(f"Kafka is up on {self.bootstrap} (pid {pid}, "
+                      f"{time.monotonic() - started:.1f} s)")
+        if self.secure:
+            self.progress(f"secure: SASL_SSL with {SCRAM_MECHANISM} and ACLs; the admin "
+                          f"client's settings: set -a; . {self.secure_dir}/client.env")
 
     def _write_config(self) -> None:
         # the metadata log holds the salted SCRAM credentials and the logs name principals:
@@ -282,7 +300,9 @@ class LocalKafka:
             directory.mkdir(parents=True, exist_ok=True)
             directory.chmod(0o700)
         values: dict[str, Any] = {"port": self.port, "controller_port": self.controller_port,
-                                  "data_dir": self.data_dir}
+                                  "data_dir": self.data_dir, "node_id": self.node_id,
+                                  "voters": self.voters, "replication": self.replication,
+                                  "min_insync": self.min_insync}
         if self.secure:
             passwords = self._passwords()
             pki.ensure_pki(self.secure_dir, passwords["store"], self.java(), self.progress)
@@ -362,7 +382,10 @@ class LocalKafka:
         return child.pid
 
     def _wait_ready(self, pid: int, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
+        self.wait_ready(pid, time.monotonic() + timeout_s)
+
+    def wait_ready(self, pid: int, deadline: float) -> None:
+        """Until the broker answers on its port (UserError if it exits or the deadline passes)."""
         while True:
             if not self._alive(pid):
                 self.pid_file.unlink(missing_ok=True)
@@ -371,7 +394,7 @@ class LocalKafka:
                 return
             if time.monotonic() > deadline:
                 raise UserError(f"the Kafka broker (pid {pid}) did not answer on {self.bootstrap} "
-                                f"within {timeout_s:.0f} s; see {self.logs_dir}/server.log")
+                                f"in time; see {self.logs_dir}/server.log")
             time.sleep(0.2)
 
     def _last_words(self) -> str:
@@ -380,22 +403,32 @@ class LocalKafka:
     def down(self, timeout_s: float = 30) -> bool:
         """Stop the broker: SIGTERM, then SIGKILL after `timeout_s`. False if it was not running."""
         with self._locked():
-            pid = self._running_pid()
+            pid = self.terminate()
             if pid is None:
-                self.pid_file.unlink(missing_ok=True)
                 return False
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout_s
-            while self._alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if self._alive(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                while self._alive(pid):
-                    time.sleep(0.05)
-            self.pid_file.unlink(missing_ok=True)
+            self.wait_stopped(pid, time.monotonic() + timeout_s)
             return True
+
+    def terminate(self) -> int | None:
+        """Send SIGTERM to the running broker; its pid, or None (pid file removed) if none runs."""
+        pid = self._running_pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return None
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        return pid
+
+    def wait_stopped(self, pid: int, deadline: float) -> None:
+        """Until `pid` has exited; SIGKILL once `deadline` (monotonic) has passed."""
+        while self._alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if self._alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            while self._alive(pid):
+                time.sleep(0.05)
+        self.pid_file.unlink(missing_ok=True)
 
     # -- topics --------------------------------------------------------------------------------
 

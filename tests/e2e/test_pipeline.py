@@ -78,6 +78,22 @@ def check_green(rows: list[dict[str, Any]], expected: dict[Any, dict[str, float]
 
 
 def check_all(result: dict[str, list[dict[str, Any]]], fleet: oracle.Fleet) -> None:
+    """check_relations, plus what this generated fleet was built to show."""
+    check_relations(result, fleet)
+    regs = oracle.datacenters(fleet.valid)
+    dc_rows = {r["dc_id"]: r for r in result["dc"]}
+    assert dc_rows["dc-00"]["hub"] == "nx"  # the latest registration wins
+    unregistered = [dc for dc in dc_rows if dc not in regs]
+    assert unregistered and all(dc_rows[dc]["hub"] == "none" for dc in unregistered)
+    entries, _ = oracle.ledger(fleet)
+    assert any(e["amount_cny"] == 0 for e in entries.values())  # an unpriced model is metered at 0
+    days = {k[0] for k in oracle.tenant_daily(entries)}
+    assert len(days) >= 2, "the fleet's jobs should cross midnight in Asia/Shanghai"
+
+
+def check_relations(result: dict[str, list[dict[str, Any]]], fleet: oracle.Fleet) -> None:
+    """Every relation of RELATIONS against the oracle's computation from the fleet's messages
+    (in arrival order): surplus, green, dead letters, registrations, ledger and daily usage."""
     valid = fleet.valid
     surplus = oracle.surplus(valid)
     check_surplus(result["national"], surplus["national"], lambda r: ts(r["ts"]))
@@ -92,10 +108,6 @@ def check_all(result: dict[str, list[dict[str, Any]]], fleet: oracle.Fleet) -> N
     regs = oracle.datacenters(valid)
     assert {r["dc_id"]: (r["hub"], r["province"], r["name"]) for r in result["datacenters"]} == {
         dc: (d["hub"], d["province"], d["name"]) for dc, d in regs.items()}
-    dc_rows = {r["dc_id"]: r for r in result["dc"]}
-    assert dc_rows["dc-00"]["hub"] == "nx"  # the latest registration wins
-    unregistered = [dc for dc in dc_rows if dc not in regs]
-    assert unregistered and all(dc_rows[dc]["hub"] == "none" for dc in unregistered)
 
     entries, _ = oracle.ledger(fleet)
     got = {r["entry_id"]: r for r in result["ledger"]}
@@ -113,10 +125,7 @@ def check_all(result: dict[str, list[dict[str, Any]]], fleet: oracle.Fleet) -> N
         assert Decimal(got_daily[k]["amount_cny"]) == exp["amount_cny"], k
         assert close(got_daily[k]["device_hours"], float(exp["device_hours"])), k
         assert close(got_daily[k]["energy_kwh"], float(exp["energy_kwh"])), k
-    # every job's entries sum to its highest-seq totals
-    assert any(e["amount_cny"] == 0 for e in entries.values())  # an unpriced model is metered at 0
-    days = {k[0] for k in daily}
-    assert len(days) >= 2, "the fleet's jobs should cross midnight in Asia/Shanghai"
+    assert entries, "the fleet meters jobs"
 
 
 @pytest.fixture

@@ -30,10 +30,11 @@ pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
 
 
 class FailingSink(Sink):
-    """The real sink, failing every write from the `fail_from`-th on, as an unreachable server would."""
+    """The real sink, failing every write from the `fail_from`-th on, as an unreachable server would
+    (waited out for only 0.2 s here, then the worker stops)."""
 
     def __init__(self, *args: Any, fail_from: int, **kwargs: Any) -> None:
-        super().__init__(*args, retries=2, backoff_s=0.01, sleep=lambda _s: None, **kwargs)
+        super().__init__(*args, retries=2, backoff_s=0.01, give_up_s=0.2, **kwargs)
         self.fail_from = fail_from
         self.writes = 0
 

@@ -1,0 +1,73 @@
+"""ClickHouse failing mid-stream (issue #17): the served store crashes (SIGKILL) while events keep
+arriving and comes back on the same port 60 s later; the worker waits it out with back-off,
+commits nothing meanwhile, says so in one line (and one when writes go through again), and every
+relation is exact against the oracle afterwards.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.e2e import fleet as oracle
+from tests.e2e.harness import Worker, ensure_topics, offsets, publish, query, wait_caught_up, wait_progress
+from tests.e2e.test_pipeline import RELATIONS, check_all
+
+pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.e2e, pytest.mark.slow,
+              pytest.mark.timeout(900)]
+
+OUTAGE_S = 60
+UNAVAILABLE = "ClickHouse is unavailable"
+BACK = "ClickHouse takes writes again"
+
+
+def test_a_minute_long_store_outage_is_waited_out_uncommitted_and_exact(
+        kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> None:
+    from tests.served import serve
+
+    fleet = oracle.generate(seed=29)
+    half = len(fleet.messages) // 2
+    book = tmp_path / "prices.toml"
+    book.write_text(oracle.PRICE_BOOK)
+    ensure_topics(kafka_bootstrap, topic_prefix)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    store = tmp_path / "served"
+    served = serve(store, log=tmp_path / "serve.log")
+    port = served.port
+    log = tmp_path / "worker.log"
+    worker = Worker(kafka_bootstrap, topic_prefix, group, served.url, log, SURPLUS_PRICE_BOOK=str(book),
+                    SURPLUS_BATCH_MAX_EVENTS="300", SURPLUS_BATCH_MAX_WAIT_MS="50",
+                    SURPLUS_INSERT_MAX_BACKOFF_S="4").start()
+    try:
+        publish(kafka_bootstrap, topic_prefix, fleet.messages[:half])
+        wait_progress(kafka_bootstrap, topic_prefix, group, 0, worker)
+        assert served.stop(signal.SIGKILL) == -signal.SIGKILL  # the store crashes mid-stream
+        went_down = time.monotonic()
+        publish(kafka_bootstrap, topic_prefix, fleet.messages[half:])  # and events keep coming
+
+        time.sleep(5)  # a commit already on its way when the store died may still land
+        held, end = offsets(kafka_bootstrap, topic_prefix, group)
+        assert held < end, "the outage should hold back work"
+        while time.monotonic() - went_down < OUTAGE_S:
+            assert worker.alive(), f"the worker gave up during the outage:\n{worker.tail()}"
+            assert offsets(kafka_bootstrap, topic_prefix, group)[0] == held, "committed during the outage"
+            time.sleep(3)
+        during = log.read_text(errors="replace")
+        assert during.count(UNAVAILABLE) == 1, worker.tail()  # said once, not a line per retry
+        assert BACK not in during
+
+        served = serve(store, port=port, log=tmp_path / "serve2.log")  # back on the same port
+        wait_caught_up(kafka_bootstrap, topic_prefix, group, worker, timeout_s=300)
+    finally:
+        assert worker.stop() == 0, worker.tail()
+    text = log.read_text(errors="replace")
+    assert text.count(UNAVAILABLE) == 1 and text.count(BACK) == 1, worker.tail(80)
+    assert "Traceback" not in text and "could not write pipeline metrics" not in text, worker.tail(80)
+    try:
+        check_all(query(served.url, RELATIONS), fleet)
+    finally:
+        assert served.stop() == 0
