@@ -65,6 +65,30 @@ TRANSIENT_CODES = frozenset({
 _CODE = re.compile(r"\bcode: (\d+)", re.IGNORECASE)
 
 
+# The HTTP stack under clickhouse-connect warns on every failed attempt; inside a sink call the
+# sink's own two lines say it instead (see _Quiet).
+DRIVER_LOGGERS = ("urllib3.connectionpool", "clickhouse_connect.driver._backend.http_sync",
+                  "clickhouse_connect.driver.httpclient")
+_inside = threading.local()
+
+
+class _Quiet(logging.Filter):
+    """Drops the driver's records logged from a thread that is inside a sink retry loop."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(_inside, "retrying", False)
+
+
+_QUIET = _Quiet()
+
+
+def _quiet_driver() -> None:
+    for name in DRIVER_LOGGERS:
+        logger = logging.getLogger(name)
+        if _QUIET not in logger.filters:
+            logger.addFilter(_QUIET)
+
+
 def is_outage(exc: BaseException) -> bool:
     """Whether `exc` means ClickHouse is unavailable for now (wait it out) rather than that it
     refused this statement: no connection (clickhouse-connect's OperationalError, an OSError) or
@@ -106,8 +130,12 @@ class Sink:
         self.sleep: Callable[[float], None] = sleep or self._wait  # a stop wakes a waiting retry
         self._contexts: dict[tuple[str, tuple[str, ...]], Any] = {}
         self._lock = threading.Lock()
+        # one statement at a time on the client: the metrics timer and a batch write run in two
+        # threads, and one clickhouse-connect session refuses concurrent queries (code 373)
+        self._client_lock = threading.Lock()
         self._failing_since: float | None = None  # monotonic time of the first failed attempt
         self._failed_attempts = 0
+        _quiet_driver()
 
     @property
     def failing(self) -> bool:
@@ -191,12 +219,19 @@ class Sink:
             before_sleep=partial(self._failed, what),
             reraise=True,
         )
+        def attempt() -> None:
+            with self._client_lock:
+                action()
+
+        _inside.retrying = True
         try:
-            retrying(action)
+            retrying(attempt)
         except Exception as exc:  # the last attempt's error, once the retries are spent
             attempts = retrying.statistics.get("attempt_number", 1)
             why = "the worker is stopping" if self._stopping.is_set() else f"{attempts} attempts"
             raise SinkUnavailable(f"{what} failed ({why}): {_first_line(exc)}") from exc
+        finally:
+            _inside.retrying = False
         self._recovered()
 
     def _should_stop(self, state: RetryCallState) -> bool:

@@ -190,6 +190,19 @@ class LocalKafka:
                 return int(line.split("=", 1)[1].split(",")[0].rsplit(":", 1)[1])
         return None
 
+    def _rendered_voters(self) -> str | None:
+        """The controller quorum the data here was last started with (None: never formatted)."""
+        if not (self.data_dir / "meta.properties").is_file():
+            return None
+        try:
+            text = self.props_file.read_text()
+        except OSError:
+            return None
+        for line in text.splitlines():
+            if line.startswith("controller.quorum.voters="):
+                return line.split("=", 1)[1].strip()
+        return None
+
     def configured_secure(self) -> bool:
         """Whether the config in HOME is the secure one (what a running broker was started with)."""
         try:
@@ -273,6 +286,12 @@ class LocalKafka:
             self.secure = running_secure
             self.port = self._rendered_port() or self.port
             return pid, None
+        formerly = self._rendered_voters()
+        if formerly is not None and formerly.count(",") != self.voters.count(","):
+            raise UserError(f"{self.home} holds a node of a {formerly.count(',') + 1}-node quorum "
+                            f"({formerly}): start it with its cluster (surplus kafka up --home "
+                            f"{self.home.parent})" if formerly.count(",") else
+                            f"{self.home} holds a single broker: it cannot join a cluster")
         java = self.java()
         self.ensure_jars()
         for port in (self.port, self.controller_port, *filter(None, [self.mtls_port])):

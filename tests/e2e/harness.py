@@ -60,10 +60,10 @@ def offsets(bootstrap: str, prefix: str, group: str) -> tuple[int, int]:
     """(committed, end) summed over the telemetry topics' partitions for the group."""
     from confluent_kafka import KafkaException
 
-    for _ in range(50):  # the group coordinator may still be loading on a fresh broker
-        try:
+    for _ in range(50):  # the group coordinator may still be loading on a fresh broker, and a
+        try:             # cluster's other brokers may not know a new topic yet
             return _offsets(bootstrap, prefix, group)
-        except KafkaException:
+        except (KafkaException, KeyError):
             time.sleep(0.2)
     return _offsets(bootstrap, prefix, group)
 
