@@ -150,9 +150,10 @@ def busiest_leader(bootstrap: str, prefix: str) -> int:
 
 def test_a_broker_killed_mid_stream_loses_nothing_and_stops_no_agent(cluster: object, topic_prefix: str,
                                                                     tmp_path: Path) -> None:
+    from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, ConfigResource
 
-    from agents.spool import peek_spool
+    from agents.watch import read_status_file
     from surplus.kafka.cluster import LocalKafkaCluster
 
     assert isinstance(cluster, LocalKafkaCluster)
@@ -164,7 +165,12 @@ def test_a_broker_killed_mid_stream_loses_nothing_and_stops_no_agent(cluster: ob
         if name.startswith(topic_prefix):
             assert all(len(p.replicas) == 3 for p in topic.partitions.values()), name
     resource = ConfigResource("topic", topic_prefix + "jobs")
-    configs = admin.describe_configs([resource])[resource].result(timeout=30)
+    for _ in range(50):  # the broker asked may not know the new topic for a moment
+        try:
+            configs = admin.describe_configs([resource])[resource].result(timeout=30)
+            break
+        except KafkaException:
+            time.sleep(0.2)
     assert configs["min.insync.replicas"].value == "2"
 
     book = tmp_path / "prices.toml"
@@ -211,13 +217,18 @@ def test_a_broker_killed_mid_stream_loses_nothing_and_stops_no_agent(cluster: ob
             check_agents_alive()
             time.sleep(1)
 
-        # each outbox drains while its agent keeps running (it keeps spooling new events, so
-        # each is seen at backlog 0 at some moment, not all at once)
+        # each outbox drains while its agent keeps running: the status the agent writes every 2 s
+        # says backlog 0 (it keeps spooling new events, so at some moment, not all at once)
+        restarted_ms = int(time.time() * 1000)
         drained: set[str] = set()
         deadline = time.monotonic() + 120
         while len(drained) < len(agents) and time.monotonic() < deadline:
             check_agents_alive()
-            drained |= {dc for dc, (_p, spool, _l) in agents.items() if peek_spool(spool)[0] == 0}
+            for dc, (proc, spool, _log) in agents.items():
+                status = read_status_file(spool)
+                if (status is not None and status.pid == proc.pid and status.backlog == 0
+                        and status.written_at_ms > restarted_ms and status.broker == "up"):
+                    drained.add(dc)
             time.sleep(0.2)
         assert drained == set(agents), f"spools that did not drain: {set(agents) - drained}"
         check_agents_alive()
@@ -240,7 +251,7 @@ def test_a_broker_killed_mid_stream_loses_nothing_and_stops_no_agent(cluster: ob
         assert worker.stop() is not None, worker.tail()
 
     messages = read_all(bootstrap, topic_prefix)
-    ids = {(m.event or {})["id"] for m in messages}
+    ids = {(m.event["source"], m.event["id"]) for m in messages if m.event}  # CloudEvents identity
     assert len(ids) == spooled, f"{spooled} events spooled, {len(ids)} distinct in Kafka"  # nothing lost
     assert {m.event["data"]["dc_id"] for m in messages if m.event} == set(AGENTS)
     result = query(url, RELATIONS)
