@@ -80,7 +80,7 @@ class EmbeddedSession:
         from surplus.chserver.cli import declared_relations
         from surplus.chserver.engine import Engine, relations, run_settings
 
-        if not path.is_dir():
+        if not (path / "metadata").is_dir():  # not a chDB store (opening it would make one)
             raise UserError(f"no store at {path} (create one with `surplus db migrate --url chdb://{path}`)")
         analyst, profiles = reader(users_dir, database, user)
         served = _served(path)

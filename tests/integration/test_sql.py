@@ -170,6 +170,11 @@ def test_a_missing_embedded_store_is_one_line_and_not_created(tmp_path: Path) ->
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "no store at" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "nowhere").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = sql(COUNT, url=f"chdb://{empty}")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "no store at" in done.stderr, done.stderr
+    assert list(empty.iterdir()) == []  # a read-only command makes no store
 
 
 def test_the_readme_queries_run_on_the_embedded_store(store: Store) -> None:
