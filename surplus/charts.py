@@ -190,10 +190,12 @@ def partial_hours(hours: Sequence[datetime], coverage: tuple[datetime, datetime,
 
 def green_share_figure(series: Sequence[dict[str, Any]], *,
                        coverage: tuple[datetime, datetime, float] | None = None,
+                       stale_dcs: Sequence[Mapping[str, Any]] = (),
                        width_px: int = 1200, height_px: int = 600) -> Any:
     """Hourly green-energy share per hub (legend: "gz: Guizhou"), the 80 % target dashed.
 
-    Each hour is drawn at its middle; partial hours (see `partial_hours`) hollow and labelled.
+    Each hour is drawn at its middle; partial hours (see `partial_hours`) hollow and labelled;
+    silent DCs marked where they were last seen (their hub's hours after it lack their energy).
     """
     from matplotlib.lines import Line2D
 
@@ -225,6 +227,7 @@ def green_share_figure(series: Sequence[dict[str, Any]], *,
                     fontsize=7, color="0.35")
     ax.axhline(100 * GREEN_SHARE_TARGET, color="green", linestyle="--", linewidth=1,
                label=f"target {GREEN_SHARE_TARGET:.0%}")
+    _mark_silent([ax], stale_dcs, (hours[0], hours[-1] + HOUR) if hours else None)
     handles, labels = ax.get_legend_handles_labels()
     if partial:
         handles.append(Line2D([], [], linestyle="none", marker="o", markerfacecolor="white",
@@ -237,7 +240,8 @@ def green_share_figure(series: Sequence[dict[str, Any]], *,
     ax.tick_params(labelsize=8)
     time_axis(ax, hours[0] if hours else None, hours[-1] + HOUR if hours else None)
     ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.set_title("Green-energy share by hub, hourly", fontsize=10)
+    note = _stale_note(stale_dcs)
+    ax.set_title("Green-energy share by hub, hourly" + (f"\n{note}" if note else ""), fontsize=10)
     if not series:
         ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center")
     return figure
@@ -261,10 +265,11 @@ def hub_surplus_png(series: Sequence[dict[str, Any]], path: Path, *,
 
 def green_share_png(series: Sequence[dict[str, Any]], path: Path, *,
                     coverage: tuple[datetime, datetime, float] | None = None,
+                    stale_dcs: Sequence[Mapping[str, Any]] = (),
                     width_px: int = 1200, height_px: int = 600) -> Path:
     """`green_share_figure` saved as a PNG; the path."""
-    return save(green_share_figure(series, coverage=coverage, width_px=width_px,
-                                   height_px=height_px), path)
+    return save(green_share_figure(series, coverage=coverage, stale_dcs=stale_dcs,
+                                   width_px=width_px, height_px=height_px), path)
 
 
 def _hub_label(hub: str) -> str:

@@ -315,5 +315,6 @@ def write_pngs(
                                directory / "hub_surplus.png", stale_dcs=stale, **size),
         charts.green_share_png(q.green_series(client, database, scope),
                                directory / "green_share.png",
-                               coverage=q.power_coverage(client, database, scope), **size),
+                               coverage=q.power_coverage(client, database, scope),
+                               stale_dcs=stale, **size),
     ]

@@ -682,3 +682,42 @@ def test_devices_split_into_accelerators_and_cpu_cores(fleet: tuple[Any, Dataset
             assert row[f"{key}_devices"] == sum(row["devices"][k][key] for k in expected)
     nm_alpha = next(d for d in report["top_dcs"] if d["dc_id"] == "nm-alpha")
     assert nm_alpha["devices"]["cpu_cores"]["online"] > 1000  # the Kunpeng pool's cores
+
+
+def test_charts_from_the_store_mark_the_silent_dc_and_stack_the_hubs(
+        fleet: tuple[Any, Dataset]) -> None:
+    """The figures drawn from the store's own series (what --png saves), read before saving."""
+    from surplus import charts
+    from surplus import report_queries as q
+    from surplus.report import build_report
+
+    store, data = fleet
+    report = build_report(store.client, store.database)
+    scope = q.Scope(ts=datetime.fromisoformat(report["at"].replace("Z", "+00:00")))
+    stale = report["stale_dcs"]
+    national = charts.national_surplus_figure(q.national_series(store.client, store.database, scope),
+                                              stale_dcs=stale)
+    silent = [line for line in national.axes[0].get_lines() if line.get_gid() == "silent:yrd-beta"]
+    assert len(silent) == 1 and silent[0].get_xdata()[0] == _at(80, 50)  # yrd-beta's last event
+    assert "1 with stale pools: gz-beta" in national.get_suptitle()
+    series = q.hub_series(store.client, store.database, scope)
+    hubs = charts.hub_surplus_figure(series, stale_dcs=stale)
+    ax = hubs.axes[0]
+    assert len(ax.collections) == 3
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "yrd: Yangtze River Delta (stale: yrd-beta)" in labels
+    assert "gz: Guizhou (stale: gz-beta)" in labels
+    # the stack's top is the national idle FP16 at every minute
+    top = {row["ts"]: 0.0 for row in series}
+    for row in series:
+        top[row["ts"]] += row["idle_pflops_fp16"]
+    ts = last_minute(data)
+    assert top[ts] == pytest.approx(report["national"]["idle_pflops"]["fp16"])
+    # power every 60 s from 00:00:30 to 01:59:35: both hours whole
+    coverage = q.power_coverage(store.client, store.database, scope)
+    assert coverage is not None and coverage[2] == INTERVAL_S
+    green = charts.green_share_figure(q.green_series(store.client, store.database, scope),
+                                      coverage=coverage, stale_dcs=stale)
+    assert not any(str(line.get_gid()).startswith("partial:") for line in green.axes[0].get_lines())
+    assert charts.partial_hours([BASE, BASE + timedelta(hours=1), BASE + timedelta(hours=2)],
+                                coverage) == {BASE + timedelta(hours=2)}

@@ -147,6 +147,16 @@ def test_partial_hours_are_hollow_and_labelled() -> None:
     assert len(whole[0].get_xdata()) == 2
 
 
+def test_green_chart_marks_silent_dcs() -> None:
+    series = [{"hour": T0 + h * HOUR, "hub": "yrd", "green_share": 0.3} for h in range(2)]
+    figure = green_share_figure(series, stale_dcs=[SILENT, STALE_POOLS])
+    ax = figure.axes[0]
+    assert [line.get_gid() for line in ax.get_lines() if str(line.get_gid()).startswith("silent:")] == [
+        "silent:yrd-beta"]
+    assert "1 DC(s) silent: yrd-beta" in ax.get_title()
+    assert "yrd-beta last seen (silent since)" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
 @pytest.mark.parametrize(("width", "height"), [(1200, 600), (1234, 567), (320, 240)])
 def test_charts_have_the_asked_size(tmp_path: Path, width: int, height: int) -> None:
     size = {"width_px": width, "height_px": height}
