@@ -55,8 +55,9 @@ def run(rules_path: Path | None, url: str | None, interval_s: float | None, once
     """Evaluate every alert rule for the whole network, on a schedule, and deliver notifications.
 
     Reads the store (SPEC §5 relations, heartbeats and the workers' counters) that every worker
-    writes, so national and hub rules see all partitions. Run one evaluator per rules-file
-    `instance` (docs/alerts.md, "One evaluator"); workers do not evaluate rules.
+    writes, so national and hub rules see all partitions. One evaluator holds a rules-file
+    `instance` at a time; a second one stands by (docs/alerts.md, "One evaluator"). Workers do
+    not evaluate rules.
     """
     from streams.alerts.engine import engine_from
     from streams.alerts.run import evaluate
@@ -88,6 +89,7 @@ def run(rules_path: Path | None, url: str | None, interval_s: float | None, once
                    f"every {every:g} s on {target.database}", err=True)
     done = asyncio.run(evaluate(engine, interval_s=every, once=once))
     click.echo(f"evaluated {done.ticks} time(s); queued {done.notifications} notification(s)"
+               + (f"; stood by {done.standby} time(s) for another evaluator" if done.standby else "")
                + (f"; {done.failed} evaluation(s) failed" if done.failed else ""))
     if once and done.failed:
         raise UserError("the evaluation failed (see the log above)", exit_code=1)

@@ -36,6 +36,9 @@ class EngineSettings(Strict):
     page_on_backfill: bool = False
     backfill_lookback_s: Annotated[float, Field(gt=0)] = 900.0
     idle_after_s: Annotated[float, Field(gt=0)] = 60.0
+    # an evaluator that has not written the instance's clock for this long has let it go, and
+    # another may take over (docs/alerts.md, "One evaluator")
+    lease_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
     queue_max: Annotated[int, Field(ge=1)] = 1000
     senders: Annotated[int, Field(ge=1, le=64)] = 4
 

@@ -61,8 +61,9 @@ class Engine:
         self._persisted: dict[str, AlertState] = {}
         self._written_at: dict[str, datetime] = {}
         self._persisted_groups: dict[GroupId, Group] = {}
-        self._persisted_clock: tuple[datetime | None, ...] = (None, None, None)
         self.evaluator = evaluator
+        self.leading = False
+        self._standing_by: tuple[str, datetime] | None = None
         self._tick_lock = asyncio.Lock()
 
     # --- start ---------------------------------------------------------------------------
@@ -75,9 +76,7 @@ class Engine:
         self.groups = self.store.load_groups()
         self._persisted = dict(loaded)
         self._persisted_groups = dict(self.groups)
-        if self.store.load_clock(self.stream):
-            self._persisted_clock = (self.stream.newest, self.stream.newest_changed_at,
-                                     self.stream.clock)
+        self.store.load_clock(self.stream)
         log.info("alerts: loaded %d alerts, %d groups; stream clock %s", len(loaded),
                  len(self.groups), self.stream.clock)
 
@@ -88,13 +87,40 @@ class Engine:
         lag_s = (wall - stream_now).total_seconds()
         return not self.settings.page_on_backfill and lag_s > self.settings.backfill_lookback_s
 
+    async def lead(self, wall: datetime) -> bool:
+        """Hold the instance, or stand by while another evaluator holds it (its clock row is
+        younger than `lease_s`). Taking it over reloads the state that evaluator stored."""
+        holder = await asyncio.to_thread(self.store.clock_holder)
+        if holder is not None:
+            who, at = holder
+            if who and who != self.evaluator and (wall - at).total_seconds() < self.settings.lease_s:
+                if self.leading or holder != self._standing_by:
+                    log.warning("alerts: evaluator %s holds instance %r; standing by", who,
+                                self.settings.instance)
+                self.leading, self._standing_by = False, holder
+                return False
+        if self.leading:
+            return True
+        if self._standing_by is not None:  # the other one stopped: go on from what it stored
+            await asyncio.to_thread(self.load)
+        await asyncio.to_thread(self.store.save_clock, self.stream, self.evaluator, wall)
+        holder = await asyncio.to_thread(self.store.clock_holder)  # the newest claim wins
+        self.leading = holder is not None and holder[0] == self.evaluator
+        if self.leading:
+            self._standing_by = None
+        return self.leading
+
     async def tick(self) -> list[Notification]:
-        """Evaluate every rule now; queue the notifications that are due; persist the state."""
+        """Evaluate every rule now; queue the notifications that are due; persist the state.
+        Nothing while another evaluator holds the instance."""
         async with self._tick_lock:
             wall = self.clock()
+            if not await self.lead(wall):
+                return []
             newest = await asyncio.to_thread(self.reads.newest_event)
             stream_now = self.stream.advance(newest, wall)
             if stream_now is None:
+                await self._persist(wall)
                 return []
             snap = await asyncio.to_thread(self.reads.snapshot, needs(self.rules, stream_now, wall),
                                            stream_now, wall, self.started_at)
@@ -115,13 +141,10 @@ class Engine:
             return notes
 
     async def _persist(self, wall: datetime) -> None:
-        clock = (self.stream.newest, self.stream.newest_changed_at, self.stream.clock)
-        if clock != self._persisted_clock:
-            try:
-                await asyncio.to_thread(self.store.save_clock, self.stream, self.evaluator)
-                self._persisted_clock = clock
-            except Exception as exc:  # retried at the next tick
-                log.warning("alerts: could not persist the stream clock: %s", exc)
+        try:  # every tick: the clock, and this evaluator's hold on the instance
+            await asyncio.to_thread(self.store.save_clock, self.stream, self.evaluator, wall)
+        except Exception as exc:  # retried at the next tick
+            log.warning("alerts: could not persist the stream clock: %s", exc)
         current = {fp: a for fp, a in self.alerts.items() if a.status == "resolved"}
         current.update(self.states)
         changed = [s for fp, s in current.items() if self._stale(fp, s, wall)]
@@ -216,6 +239,12 @@ class Engine:
             self.queue.task_done()
             await self._keep(n, 0, "evaluator stopped before delivery")
         await self.deliverer.aclose()
+        if self.leading:  # let a successor take over at once
+            try:
+                await asyncio.to_thread(self.store.save_clock, self.stream, "", self.clock())
+            except Exception as exc:
+                log.warning("alerts: could not release instance %r: %s", self.settings.instance, exc)
+            self.leading = False
 
 
 def engine_from(rules: RulesFile, client: Any, database: str, **kwargs: Any) -> Engine:

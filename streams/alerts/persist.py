@@ -180,11 +180,20 @@ class AlertStore:
 
     # --- the stream clock ----------------------------------------------------------------
 
-    def save_clock(self, clock: StreamClock, evaluator: str) -> None:
+    def save_clock(self, clock: StreamClock, evaluator: str, at: datetime) -> None:
+        """The clock, written by `evaluator` at wall time `at` (also its hold on the instance;
+        an empty `evaluator` releases it)."""
         self._insert("alert_clock", CLOCK_COLUMNS, [[
             self.instance, clock.newest, clock.newest_changed_at, clock.clock, evaluator,
-            datetime.now(UTC), self._version(),
+            at, self._version(),
         ]])
+
+    def clock_holder(self) -> tuple[str, datetime] | None:
+        """(evaluator, wall time) of the newest clock row of this instance, or None."""
+        rows = self._query(
+            "SELECT evaluator, updated_at FROM {db}.alert_clock FINAL "
+            "WHERE instance = {instance:String}", instance=self.instance)
+        return (str(rows[0][0]), utc(rows[0][1])) if rows else None
 
     def load_clock(self, into: StreamClock) -> bool:
         """Put the stored clock of this instance into `into`; False when there is none."""

@@ -2,9 +2,10 @@
 
 Each tick reads the store (every worker's rows), evaluates every rule, stores the alert state
 and clock, and queues the notifications that are due; sender tasks deliver them. A tick that
-cannot reach the store says so and the next one tries again. On SIGTERM/SIGINT (or after one
-tick with `once`) the queued notifications are delivered, and what is still queued after
-`drain_s` is kept as undelivered (`surplus alerts resend`).
+cannot reach the store says so and the next one tries again; while another evaluator holds
+the instance, a tick only checks whether it still does (docs/alerts.md, "One evaluator").
+On SIGTERM/SIGINT (or after one tick with `once`) the queued notifications are delivered, and
+what is still queued after `drain_s` is kept as undelivered (`surplus alerts resend`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Ticks:
 
     ticks: int = 0
     failed: int = 0
+    standby: int = 0  # ticks while another evaluator held the instance
     notifications: int = 0
 
 
@@ -44,6 +46,7 @@ async def evaluate(engine: Engine, *, interval_s: float, once: bool = False,
             try:
                 notes = await engine.tick()
                 done.notifications += len(notes)
+                done.standby += not engine.leading
                 if notes:
                     log.info("alerts: queued %d notification(s) at stream time %s",
                              len(notes), engine.stream.clock)

@@ -80,6 +80,11 @@ class Worker:
 
     async def events(self, at_s: float, *beats: tuple[str, datetime]) -> None:
         """Heartbeats (dc, event time) arrive at wall time T0 + at_s, then the engine ticks."""
+        await self.write(at_s, *beats)
+        await self.tick()
+
+    async def write(self, at_s: float, *beats: tuple[str, datetime]) -> None:
+        """Heartbeats (dc, event time) written to the store at wall time T0 + at_s."""
         self.clock.at(at_s)
         records = []
         for dc, t in beats:
@@ -87,7 +92,6 @@ class Worker:
             records.append(heartbeat(dc, t, self.offset))
         if records:
             await self.handler(records)
-        await self.tick()
 
     async def tick(self) -> None:
         await self.engine.tick()
@@ -217,6 +221,55 @@ def test_silent_dcs_are_grouped_and_repeated_after_the_repeat_interval(store: An
     assert [(b["status"], len(b["alerts"])) for b in bodies] == [("firing", 3), ("firing", 3)]
     assert bodies[0]["groupKey"] == bodies[1]["groupKey"] == '{}:{alertname="DcSilent", hub="none"}'
     assert bodies[0]["alerts"] == bodies[1]["alerts"]
+
+
+def test_a_second_evaluator_stands_by_and_takes_over_without_a_second_firing(store: Any) -> None:
+    """Two evaluators of one instance: one holds it (its clock row), the other stands by; when
+    the first stops it lets go, or when it dies its hold runs out after lease_s; the successor
+    reloads the stored state, so the firing is not sent again and the resolve still is."""
+    with Recorder() as hook:
+        async def scenario() -> None:
+            clock = Clock()
+            writer = Worker(store, rules_for(hook.url), clock)  # writes the store
+            a = engine_from(rules_for(hook.url), store.client, store.database, clock=clock,
+                            evaluator="a")
+            b = engine_from(rules_for(hook.url), store.client, store.database, clock=clock,
+                            evaluator="b")
+            c = engine_from(rules_for(hook.url), store.client, store.database, clock=clock,
+                            evaluator="c")
+            for e in (a, b, c):
+                e.load()
+                e.start()
+
+            async def tick(*engines: Engine) -> None:
+                for e in engines:
+                    await e.tick()
+                    await e.drain()
+
+            await writer.write(0, ("dc-a", at(0)), ("dc-b", at(0)))
+            await tick(a, b, c)
+            assert (a.leading, b.leading, c.leading) == (True, False, False)
+            await writer.write(125, ("dc-b", at(125)))
+            await tick(b, a, c)  # b and c stand by; a fires
+            assert [x.json()["status"] for x in hook.received] == ["firing"]
+            await a.close()  # a stops and lets go: the next to tick takes over
+            clock.at(130)
+            await tick(b, c)
+            assert (b.leading, c.leading) == (True, False)
+            assert [x.json()["status"] for x in hook.received] == ["firing"]  # not again
+            # b dies without letting go: c waits lease_s (30 s) of wall time, then takes over
+            clock.at(150)
+            await tick(c)
+            assert not c.leading
+            await writer.write(161, ("dc-a", at(161)))  # dc-a speaks: the alert resolves...
+            await tick(c)
+            assert c.leading  # ...by c, which loaded the firing state that b stored
+            for e in (b, c):
+                await e.close()
+
+        run(scenario)
+        statuses = [x.json()["status"] for x in hook.received]
+    assert statuses == ["firing", "resolved"]
 
 
 def test_the_worker_evaluates_no_rules(store: Any, tmp_path: Any) -> None:
