@@ -162,6 +162,8 @@ def test_the_workers_settings_load_from_the_manifest(tmp_path: Path,
     settings = WorkerSettings()
     assert settings.partitions == int(env["SURPLUS_PARTITIONS"])
     assert settings.worker_id == "surplus-worker-0" and settings.group_id == env["SURPLUS_GROUP_ID"]
+    [port] = worker["ports"]
+    assert settings.metrics_port == port["containerPort"]
 
 
 def test_the_evaluators_rules_and_the_agents_config_pass_their_checks(
