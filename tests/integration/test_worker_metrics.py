@@ -97,6 +97,7 @@ def test_the_worker_metrics_follow_events_dead_letters_and_lag(
                 break
             assert worker.alive(), worker.tail()
             time.sleep(0.05)
+        print(f"highest consumer lag seen while the backlog was read: {highest:.0f} messages")
         wait_caught_up(kafka_bootstrap, topic_prefix, group, worker)
         after = scrape(port)
         assert after[("surplus_worker_events_in_total", ())] == published + len(backlog)
