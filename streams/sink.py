@@ -229,7 +229,7 @@ class Sink:
         except Exception as exc:  # the last attempt's error, once the retries are spent
             attempts = retrying.statistics.get("attempt_number", 1)
             why = "the worker is stopping" if self._stopping.is_set() else f"{attempts} attempts"
-            raise SinkUnavailable(f"{what} failed ({why}): {_first_line(exc)}") from exc
+            raise SinkUnavailable(f"{what} failed ({why}): {_reason(exc)}") from exc
         finally:
             _inside.retrying = False
         self._recovered()
@@ -255,7 +255,7 @@ class Sink:
         log.warning(
             "ClickHouse %s (%s: %s): backing off (%.1f s doubling to %.0f s between attempts) and "
             "committing nothing until writes go through", kind, what,
-            _first_line(exc) if exc is not None else "?", self.backoff_s, self.max_backoff_s)
+            _reason(exc) if exc is not None else "?", self.backoff_s, self.max_backoff_s)
 
     def _recovered(self) -> None:
         with self._lock:
@@ -301,6 +301,17 @@ def _aware(value: datetime) -> datetime:
     from datetime import UTC
 
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of what went wrong, from the innermost cause when there is one (the driver
+    wraps a refused connection in two layers that repeat the request's URL)."""
+    root, seen = exc, 0
+    while (inner := root.__cause__ or root.__context__) is not None and seen < 10:
+        root, seen = inner, seen + 1
+    if root is exc or not isinstance(root, OSError):
+        return _first_line(exc)
+    return f"{type(root).__name__}: {_first_line(root)}"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -101,3 +101,19 @@ def test_what_counts_as_an_outage() -> None:
     assert is_outage(DatabaseError("Code: 164. DB::Exception: Cannot execute query in readonly mode"))
     assert not is_outage(DatabaseError("Code: 62. DB::Exception: Syntax error"))
     assert not is_outage(ValueError("bad column"))
+
+
+def test_the_line_names_the_innermost_cause() -> None:
+    from streams.sink import _reason
+
+    def refused() -> None:
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except OSError as inner:
+            raise OperationalError("Error HTTPConnectionPool(host='h', port=1): Max retries exceeded "
+                                   "with url: /?date_time_input_format=best_effort&...") from inner
+
+    with pytest.raises(OperationalError) as caught:
+        refused()
+    assert _reason(caught.value) == "ConnectionRefusedError: [Errno 111] Connection refused"
+    assert _reason(DatabaseError("Code: 62. DB::Exception: Syntax error\nmore")) == "Code: 62. DB::Exception: Syntax error"
