@@ -6,8 +6,9 @@ unsent records to the publisher within a window of `max_in_flight` and serves de
 a delivered record is acknowledged in the spool; a record the broker can never take is given up
 (counted as `rejected`); any other failure purges the producer and rewinds the spool, so every
 undelivered record is sent again, in order, with the same bytes (duplicates allowed, no loss).
-With a `tally` (agents.tally), the job events read from the spool to be sent are recorded there
-first: the operator's own account of what it metered.
+With a `tally` (agents.tally), the job events the broker acknowledged are recorded there, in the
+order of their delivery reports: the operator's own account of what it metered and the platform
+received (what is still spooled, or given up, is not in it).
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ class Outbox:
         if self._done:
             done, self._done = self._done, []
             self.spool.ack_many(done)
+            self._record(done)
             self._in_flight = max(0, self._in_flight - len(done))
             self.counts.delivered += len(done)
             self._backoff = self.retry_backoff_s
@@ -135,7 +137,6 @@ class Outbox:
                 self._pending.extend(self.spool.read(min(5000, self.max_in_flight - self._in_flight)))
                 if not self._pending:
                     break
-                self._record(self._pending)
             rec = self._pending[0]
             self._in_flight += 1  # before send: a report may come back synchronously
             if not self.publisher.send(rec):

@@ -1,14 +1,18 @@
-"""The operator's own tally of what the agent metered: job events as sent, and their hourly sums per
-job. I/O (one small SQLite file beside the spool); `hourly` is the pure part.
+"""The operator's own tally of what the agent metered: job events as delivered, and their hourly sums
+per job. I/O (one small SQLite file beside the spool); `hourly` is the pure part.
 
-Every job event the outbox hands to Kafka is recorded first (`INSERT OR IGNORE` on
-`(dc_id, job_id, seq)`, so resends after a rewind or a restart change nothing) with its
-cumulative totals as sent. The tally applies SPEC §4's ledger rule to them on its own: per job,
-in seq order, each event yields `device_seconds = its total - the previous seq's total` (the
-first: its total), likewise `energy_kwh`, in the UTC hour that holds its `time`; the figures
-are rounded as SPEC §4.1 rounds a statement's entries (3 and 6 decimals, half-even, from the
-shortest round-trip decimal form). Summed per DC and hour, they are what the platform's
-statements must say (`surplus ledger verify FILE --tally TALLY`).
+Every job event the broker acknowledged (the outbox's delivery reports, in the order they come,
+which is the partition's order) is recorded once: `INSERT OR IGNORE` on `(dc_id, job_id, seq)`,
+so a resend after a rewind or a restart changes nothing, with its cumulative totals and its
+arrival number. An event spooled but not yet delivered, or given up, is not in the tally: it is
+not in the platform's ledger either. The tally applies SPEC §4's ledger rule to them on its own:
+per job, in arrival order, each event whose seq is above every earlier one yields
+`device_seconds = its total - the previous highest seq's total` (the first: its total), likewise
+`energy_kwh`, in the UTC hour that holds its `time`; a late lower seq yields nothing, a falling
+total is skipped (the platform's counter_regression). The figures are rounded as SPEC §4.1
+rounds a statement's entries (3 and 6 decimals, half-even, from the shortest round-trip decimal
+form). Summed per DC and hour, they are what the platform's statements must say
+(`surplus ledger verify FILE --tally TALLY`).
 """
 
 from __future__ import annotations
@@ -34,16 +38,19 @@ COLUMNS = ("dc_id", "hour", "job_id", "entries", "device_seconds", "energy_kwh")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS job_events (
     dc_id TEXT NOT NULL, job_id TEXT NOT NULL, seq INTEGER NOT NULL, time_ms INTEGER NOT NULL,
-    device_seconds_total REAL NOT NULL, energy_kwh_total REAL NOT NULL,
+    device_seconds_total REAL NOT NULL, energy_kwh_total REAL NOT NULL, arrival INTEGER,
     PRIMARY KEY (dc_id, job_id, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS job_events_time ON job_events (time_ms);
 """
+# a tally written before arrival numbers were kept: its rows read in seq order, before new ones
+UPGRADE = "ALTER TABLE job_events ADD COLUMN arrival INTEGER"
+READ_ORDER = "ORDER BY e.arrival IS NOT NULL, e.arrival, e.seq"
 
 
 @dataclass(frozen=True, slots=True)
 class Sent:
-    """One job event as sent: its job, seq, event time (ms) and cumulative totals."""
+    """One job event as delivered: its job, seq, event time (ms) and cumulative totals."""
 
     dc_id: str
     job_id: str
@@ -84,14 +91,16 @@ def _delta(total: float, previous: float | None) -> float:
 
 
 def hourly(events: Iterable[Sent]) -> list[HourlyJob]:
-    """Per DC, hour and job: the entries the ledger rule yields and their rounded sums. Events
-    of a job whose seq is not above every earlier seq, or whose totals fall, yield nothing (the
-    platform rejects a falling total as counter_regression)."""
+    """Per DC, hour and job: the entries the ledger rule yields and their rounded sums, the events
+    taken in the order given (their arrival order). Per job, an event whose seq is not above
+    every earlier seq yields nothing, nor one whose totals fall (the platform rejects it as
+    counter_regression)."""
     sums: dict[tuple[str, datetime, str], tuple[int, Decimal, Decimal]] = {}
     last: dict[tuple[str, str], Sent] = {}
-    for e in sorted(events, key=lambda e: (e.dc_id, e.job_id, e.seq)):
+    for e in events:
         before = last.get((e.dc_id, e.job_id))
-        if before is not None and (e.device_seconds_total < before.device_seconds_total
+        if before is not None and (e.seq <= before.seq
+                                   or e.device_seconds_total < before.device_seconds_total
                                    or e.energy_kwh_total < before.energy_kwh_total):
             continue
         seconds = _delta(e.device_seconds_total, before.device_seconds_total if before else None)
@@ -115,7 +124,8 @@ def parse_job(rec: Record) -> Sent | None:
 
 
 class Tally:
-    """The tally file. `record` is called by the outbox with the records it is about to send."""
+    """The tally file. `record` is called by the outbox with the records the broker acknowledged,
+    in the order of their delivery reports."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -124,17 +134,24 @@ class Tally:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        if "arrival" not in {row[1] for row in self._db.execute("PRAGMA table_info(job_events)")}:
+            self._db.execute(UPGRADE)
+        self._arrival = int(self._db.execute(
+            "SELECT coalesce(max(arrival), 0) FROM job_events").fetchone()[0])
 
     def record(self, records: Sequence[Record]) -> int:
-        """Keep the job events among `records`; return how many were job events."""
+        """Keep the job events among `records` (delivered, in delivery order); return how many were
+        job events. One already kept (a resend) keeps its first arrival."""
         sent = [s for r in records if r.kind == JOB and (s := parse_job(r)) is not None]
         if sent:
+            first = self._arrival + 1
+            self._arrival += len(sent)
             with self._db:
                 self._db.execute("BEGIN")
                 self._db.executemany(
-                    "INSERT OR IGNORE INTO job_events VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO job_events VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [(s.dc_id, s.job_id, s.seq, s.time_ms, s.device_seconds_total,
-                      s.energy_kwh_total) for s in sent])
+                      s.energy_kwh_total, first + i) for i, s in enumerate(sent)])
         return len(sent)
 
     def between(self, start: datetime, end: datetime) -> list[HourlyJob]:
@@ -143,8 +160,10 @@ class Tally:
         lo = int(start.timestamp()) // 3600 * 3_600_000
         hi = int(end.timestamp() * 1000)
         rows = self._db.execute(
-            "SELECT e.* FROM job_events e JOIN (SELECT DISTINCT dc_id, job_id FROM job_events "
-            "WHERE time_ms >= ? AND time_ms < ?) j USING (dc_id, job_id)", (lo, hi)).fetchall()
+            "SELECT e.dc_id, e.job_id, e.seq, e.time_ms, e.device_seconds_total, e.energy_kwh_total "
+            "FROM job_events e JOIN (SELECT DISTINCT dc_id, job_id FROM job_events "
+            f"WHERE time_ms >= ? AND time_ms < ?) j USING (dc_id, job_id) {READ_ORDER}",
+            (lo, hi)).fetchall()
         start_hour = datetime.fromtimestamp(lo / 1000, tz=UTC)
         return [h for h in hourly(Sent(*r) for r in rows)
                 if start_hour <= h.hour < end]
