@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -125,12 +126,11 @@ def test_demo_report_equals_the_published_events(kafka_bootstrap: str, topic_pre
 
 def check_statements_against_the_tally(tmp_path: Path, env: dict[str, str], events: list[dict[str, Any]]) -> None:
     """Close the demo's ledger, export two DCs' statements with entries and verify them offline with
-    the statement key; the operator's tally kept beside the demo's spool is exported too.
+    the statement key and against the operator's tally kept beside the demo's spool; every DC's
+    statements match the tally hour by hour, and a planted difference in the tally is found.
 
-    The hour-by-hour comparison of statements and tally is not asserted here: on one CI-like run
-    an hour of one DC differed (the platform's statement held fewer entries than the operator's
-    tally), an open question of issue #19; the per-hour comparison itself is unit-tested in
-    tests/unit/test_statements.py and tests/unit/test_agent_tally.py."""
+    (This comparison once found real losses: the served store kept only the first block of each
+    insert, so batches past 16,384 job events lost ledger entries the tally had.)"""
     workdir = tmp_path / "demo"
     env = {**env, "SURPLUS_VAR_DIR": str(tmp_path / "var"), "CLICKHOUSE_URL": f"chdb://{workdir / 'chdb'}"}
 
@@ -159,5 +159,56 @@ def check_statements_against_the_tally(tmp_path: Path, env: dict[str, str], even
                        "--out", str(statement))
         assert done.returncode == 0, done.stderr[-2000:]
         assert len(json.loads(statement.read_text())["statements"]) >= 1
-        verified = surplus("ledger", "verify", str(statement), "--pubkey", str(pem))
+        verified = surplus("ledger", "verify", str(statement), "--pubkey", str(pem), "--tally", str(tally))
         assert verified.returncode == 0, verified.stdout + verified.stderr
+        assert "tally matches every hour" in verified.stdout
+
+    # every DC, hour by hour: the latest statement's figures are the tally's sums
+    compare_every_dc(workdir / "chdb", tally)
+
+    # a planted difference: the operator's tally says one job used 10 more device-seconds
+    rows = tally.read_text().splitlines()
+    index = next(i for i, row in enumerate(rows) if row.startswith(f"{dc},"))
+    cells = rows[index].split(",")
+    cells[4] = f"{Decimal(cells[4]) + 10:.3f}"
+    rows[index] = ",".join(cells)
+    planted = tmp_path / "planted.csv"
+    planted.write_text("\n".join(rows) + "\n")
+    found = surplus("ledger", "verify", str(statement), "--pubkey", str(pem), "--tally", str(planted))
+    assert found.returncode == 1, found.stdout + found.stderr
+    (line,) = [x for x in found.stdout.splitlines() if x.startswith("differs ")]
+    assert line.startswith(f"differs {cells[1]}: platform ") and f"jobs {cells[2]}" in line
+    assert "1 hour(s) differ" in found.stderr
+
+
+def compare_every_dc(store: Path, tally: Path) -> None:
+    """Per DC and closed hour: the latest statement's entries, device-seconds and kWh equal the
+    operator's tally summed over jobs; every tally hour up to the last closed one has a statement."""
+    import csv
+
+    from streams.statement_files import latest_versions
+    from streams.statement_store import StatementStore
+    from surplus.store import connect
+
+    client, target = connect(f"chdb://{store}")
+    try:
+        statements = StatementStore(client, target.database)
+        dcs = [row[0] for row in client.query(
+            f"SELECT DISTINCT dc_id FROM {target.database}.ledger_statements").result_rows]
+        platform: dict[tuple[str, str], tuple[int, Decimal, Decimal]] = {}
+        for dc in dcs:
+            for (dc_id, hour), st in latest_versions(statements.chain(dc)).items():
+                platform[(dc_id, hour.strftime("%Y-%m-%dT%H:00:00Z"))] = (
+                    st.entries, st.device_seconds, st.energy_kwh)
+    finally:
+        client.close()
+    assert len(dcs) >= 30 and platform
+    last_closed = max(hour for _, hour in platform)
+    operator: dict[tuple[str, str], tuple[int, Decimal, Decimal]] = {}
+    for r in csv.DictReader(tally.open()):
+        if r["hour"] <= last_closed:
+            n, sec, kwh = operator.get((r["dc_id"], r["hour"]), (0, Decimal(0), Decimal(0)))
+            operator[(r["dc_id"], r["hour"])] = (n + int(r["entries"]), sec + Decimal(r["device_seconds"]),
+                                                 kwh + Decimal(r["energy_kwh"]))
+    differ = sorted(k for k in set(platform) | set(operator) if platform.get(k) != operator.get(k))
+    assert not differ, [(k, platform.get(k), operator.get(k)) for k in differ[:5]]
