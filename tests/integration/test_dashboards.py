@@ -113,7 +113,7 @@ def fleet_messages(end: datetime) -> list[Message]:
         for j in range(2):
             pool, model, _ = POOLS[j]
             if j == 1 and n % 2:
-                pool, model = "gpu-d", "biren-br100"  # no price in the price book: unpriced usage
+                pool, model = "gpu-d", "acme-npu-9"  # not in the catalogue: in no price book, unpriced usage
             devices, steps = 8 * (j + 1), 12 if j == 0 else 20
             for seq in range(steps + 1):
                 t = t0 + timedelta(minutes=5 + 5 * seq, seconds=30)

@@ -263,7 +263,6 @@ def test_default_book_prices_catalogue_models_only() -> None:
         assert isinstance(entry.cny_per_device_hour, Decimal)
         assert entry.cny_per_device_hour > 0
     models = {entry.device_model for entry in book.entries}
-    assert "biren-br100" not in models  # deliberately unpriced: exercises unpriced_usage
     assert {"nvidia-h100-sxm5-80gb", "huawei-ascend-910b2", "huawei-kunpeng-920-6426"} <= models
     assert any(entry.tenant_id for entry in book.entries)
     assert any(entry.effective_from > date(2024, 1, 1) for entry in book.entries)
@@ -278,4 +277,36 @@ def test_default_book_values() -> None:
     assert book.price("huawei-ascend-910b2", "rural-school", date(2025, 6, 30)) == Decimal("6.00")
     assert book.price("huawei-ascend-910b2", "rural-school", date(2025, 7, 1)) == Decimal("4.20")
     end = datetime(2025, 1, 1, tzinfo=UTC)
-    assert book.amount("biren-br100", "any", Decimal(3600), end) == (Decimal("0.0000"), False)
+    assert book.amount("acme-npu-9", "any", Decimal(3600), end) == (Decimal("0.0000"), False)
+
+
+def test_the_default_book_prices_every_catalogue_model() -> None:
+    """Issue #16: every model of the catalogue has a price on every day from 2024-01-01 (the old
+    book left 17 accelerators unpriced, a third of the demo's accelerator hours at 0 CNY)."""
+    book = PriceBook.load(DEFAULT_PRICE_BOOK)
+    catalogue = load_catalogue()
+    unpriced = sorted(m for m in catalogue.devices
+                      for day in (date(2024, 1, 1), date(2026, 12, 3))
+                      if book.price(m, "any-tenant", day) is None)
+    assert unpriced == []
+
+
+def test_the_estimated_prices_follow_their_stated_rule() -> None:
+    """The models with no price source: 5.15 CNY (the sourced A800 listing) per 312 dense FP16
+    TFLOPS, times the model's dense FP16 peak, half-even to the fen; each marked [estimate]."""
+    from decimal import ROUND_HALF_EVEN
+
+    text = DEFAULT_PRICE_BOOK.read_text()
+    book = PriceBook.load(DEFAULT_PRICE_BOOK)
+    catalogue = load_catalogue()
+    estimated = {e.device_model for e in book.entries if f'"{e.device_model}"' in
+                 text[text.index("# --- Estimates"):text.index("# --- CPUs")]}
+    assert len(estimated) == 17 and "biren-br100" in estimated
+    for model in estimated:
+        fp16 = catalogue.devices[model].fp16
+        assert fp16 is not None
+        rule = (Decimal("5.15") * Decimal(repr(fp16)) / 312).quantize(Decimal("0.01"), ROUND_HALF_EVEN)
+        assert book.price(model, "any", date(2026, 12, 3)) == rule, model
+        assert f"= {rule} [estimate]" in text, model
+    assert book.price("nvidia-h800-sxm5-80gb", "any", date(2026, 12, 3)) == Decimal("16.33")
+    assert book.price("cambricon-mlu590", "any", date(2026, 12, 3)) == Decimal("5.18")
