@@ -196,9 +196,12 @@ def _stale(client: Client, database: str, scope: q.Scope, ref: datetime | None) 
 
 def _tenants(client: Client, database: str, scope: q.Scope, limit: int | None) -> dict[str, Any]:
     rows = q.tenants(client, database, scope, None)
-    total = {"device_hours": sum(float(r["device_hours"]) for r in rows),
+    hours = sum(float(r["device_hours"]) for r in rows)
+    unpriced = sum(float(r["unpriced_device_hours"]) for r in rows)
+    total = {"device_hours": hours,
              "energy_kwh": sum(float(r["energy_kwh"]) for r in rows),
-             "amount_cny": str(sum((r["amount_cny"] for r in rows), Decimal("0.0000")))}
+             "amount_cny": str(sum((r["amount_cny"] for r in rows), Decimal("0.0000"))),
+             "unpriced_device_hours": unpriced, "unpriced_share": unpriced / hours if hours else None}
     top = [{"tenant_id": r["tenant_id"], "device_hours": float(r["device_hours"]),
             "energy_kwh": float(r["energy_kwh"]), "amount_cny": str(r["amount_cny"]),
             "dcs": int(r["dcs"])} for r in rows[:limit]]

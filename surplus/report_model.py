@@ -151,6 +151,8 @@ class TenantsTotal(TypedDict):
     device_hours: float
     energy_kwh: float
     amount_cny: str
+    unpriced_device_hours: float  # the part of device_hours with no price (billed at 0)
+    unpriced_share: float | None  # unpriced_device_hours / device_hours; None without usage
     tenants: int
 
 

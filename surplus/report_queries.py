@@ -360,18 +360,20 @@ def power_coverage(client: Client, database: str, scope: Scope) -> tuple[datetim
 
 
 def tenants(client: Client, database: str, scope: Scope, limit: int | None) -> list[dict[str, Any]]:
-    """Usage and amounts per tenant over the period, the largest amounts first.
+    """Usage and amounts per tenant over the period, the largest amounts first, with the
+    device-hours that had no price (`unpriced_device_hours`).
 
     All data: the daily relation `tenant_usage_daily`. A bounded period: the entries of
     `ledger` whose `period_end` is in it (the same attribution, exact to the entry).
     """
     params: dict[str, Any] = {}
     if scope.start is None and scope.end is None:
-        source = (f"SELECT tenant_id, dc_id, device_hours, energy_kwh, amount_cny "
+        source = (f"SELECT tenant_id, dc_id, device_hours, energy_kwh, amount_cny, unpriced_device_hours "
                   f"FROM {database}.tenant_usage_daily")
-    else:
+    else:  # the entries behind cpn.ledger, with their `priced` flag
         source = (f"SELECT tenant_id, dc_id, device_seconds / 3600 AS device_hours, energy_kwh, "
-                  f"amount_cny FROM {database}.ledger "
+                  f"amount_cny, if(priced = 0, device_seconds, 0) / 3600 AS unpriced_device_hours "
+                  f"FROM {database}.ledger_entries FINAL "
                   f"{_where(_period(scope, 'period_end', params))}")
     conditions = _place(scope, params, hub="if(d.hub = '', 'none', d.hub)", dc="u.dc_id")
     limit_sql = ""
@@ -382,6 +384,7 @@ def tenants(client: Client, database: str, scope: Scope, limit: int | None) -> l
         client,
         "SELECT u.tenant_id AS tenant_id, sum(u.device_hours) AS device_hours, "
         "sum(u.energy_kwh) AS energy_kwh, sum(u.amount_cny) AS amount_cny, "
+        "sum(u.unpriced_device_hours) AS unpriced_device_hours, "
         f"uniqExact(u.dc_id) AS dcs FROM ({source}) AS u "
         f"LEFT JOIN {database}.datacenters AS d ON d.dc_id = u.dc_id {_where(conditions)} "
         f"GROUP BY u.tenant_id ORDER BY amount_cny DESC, tenant_id {limit_sql}",

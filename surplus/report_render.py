@@ -109,6 +109,7 @@ def render_report(report: Mapping[str, Any], console: Console) -> None:
     console.print("Devices: idle/online (a CPU pool's devices are cores).\n"
                   "Pools: reporting/stale. Times UTC.\n", style="dim")
     _tenant_table(report, f"Top {TOP_TENANTS} tenants by amount", console)
+    console.print(_unpriced_line(report["tenants_total"]))
     sheet = Sheet("Dead letters", (Column("Reason", text=True),),
                   (Group("messages", (Column("Count"),)),))
     for r in report["deadletters"]["by_reason"]:
@@ -166,6 +167,13 @@ def _stale(report: Mapping[str, Any], console: Console) -> None:
                       f"{d['pools_reporting']:,}/{d['pools_stale']:,}", seen, _age(d["age_s"]),
                       "—" if backlog is None else f"{backlog:,}", " ".join(d["reasons"]))
     print_sheet(console, sheet)
+
+
+def _unpriced_line(total: Mapping[str, Any]) -> str:
+    share = total["unpriced_share"]
+    return (f"Unpriced device-hours: {total['unpriced_device_hours']:,.2f} of "
+            f"{total['device_hours']:,.2f}" + (f" ({share:.1%})" if share is not None else "")
+            + "; no price in the price book, billed at 0\n")
 
 
 def render_tenants(report: Mapping[str, Any], console: Console) -> None:

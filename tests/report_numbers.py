@@ -121,6 +121,10 @@ def expected(report: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
         yield t["tenant_id"], f"{Decimal(t['amount_cny']):,.4f}"
     total = report["tenants_total"]
     yield f"all {total['tenants']:,}", f"{Decimal(total['amount_cny']):,.4f}"
+    if "unpriced_device_hours" in total:
+        yield "Unpriced device-hours", f"{total['unpriced_device_hours']:,.2f}"
+        if total["unpriced_share"] is not None:
+            yield "Unpriced device-hours", f"({total['unpriced_share']:.1%})"
     for r in report["deadletters"]["by_reason"]:
         yield r["reason"], f"{r['count']:,}"
 

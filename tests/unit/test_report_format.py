@@ -96,7 +96,7 @@ REPORT: dict[str, Any] = {
     "tenants": [{"tenant_id": "tenant-a", "device_hours": 16.0, "energy_kwh": 11.2,
                  "amount_cny": "1234.5000", "dcs": 2}],
     "tenants_total": {"device_hours": 16.0, "energy_kwh": 11.2, "amount_cny": "1234.5000",
-                      "tenants": 1},
+                      "unpriced_device_hours": 0.0, "unpriced_share": 0.0, "tenants": 1},
     "deadletters": {"total": 3, "by_reason": [{"reason": "undecodable", "count": 3}]},
 }
 

@@ -22,7 +22,8 @@ HEAD = {"at": "2026-11-27T00:10:00Z", "requested_at": None,
         "period": {"start": None, "end": None, "hours": None}, "filters": {"hub": None, "dc": None}}
 TENANTS = {"tenants": [{"tenant_id": "t-a", "device_hours": 2.0, "energy_kwh": 1.0,
                         "amount_cny": "19.0000", "dcs": 1}],
-           "tenants_total": {"device_hours": 2.0, "energy_kwh": 1.0, "amount_cny": "19.0000", "tenants": 1}}
+           "tenants_total": {"device_hours": 2.0, "energy_kwh": 1.0, "amount_cny": "19.0000",
+                             "unpriced_device_hours": 0.5, "unpriced_share": 0.25, "tenants": 1}}
 REPORT: dict[str, Any] = {
     **HEAD, **TENANTS, "data_time": "2026-11-27T00:10:30Z",
     "targets": {"green_share": 0.8, "silent_after_s": 180},

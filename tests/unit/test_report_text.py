@@ -87,7 +87,7 @@ def demo_sized_report(seed: int = 1) -> dict[str, Any]:
                      "amount_cny": f"{rng.uniform(1, 9e7):.4f}", "dcs": rng.randint(1, 48)}
                     for name in ("acme-research", "beihang-ai", "panda-llm", "sky")],
         "tenants_total": {"device_hours": 4e6, "energy_kwh": 9.5e6, "amount_cny": "123456789.1234",
-                          "tenants": 4},
+                          "unpriced_device_hours": 1_234_567.891, "unpriced_share": 0.3086, "tenants": 4},
         "deadletters": {"total": 1_234_567, "by_reason": [
             {"reason": "undecodable", "count": 1_234_560}, {"reason": "bad_signature", "count": 7}]},
     }
