@@ -1,12 +1,12 @@
 """The alert evaluator's reads of the store: bounded queries that fill a Snapshot. I/O (ClickHouse).
 
 Blocking calls (run them in a thread from async code). Every query names the window it needs:
-the newest event time (answered from part metadata: `max(time)` of time-partitioned tables),
-when each DC last spoke (`agent_freshness`, one row per DC, for `dc_silent`), one closed hour of
-`dc_green_hourly`, one minute of `national_surplus_minute` / `hub_surplus_minute`, the
-`window_s` of `pipeline_metrics` (every worker's counters), the `clear_after_s` of unpriced
-ledger entries. National and hub figures are read from the whole store, whatever worker wrote
-which partition.
+the newest event time (`max(time)` of the time-partitioned periodic streams, answered from the
+parts' min/max index), when each DC last spoke (`agent_freshness`, one row per DC, for
+`dc_silent`), one closed hour of `dc_green_hourly`, one minute of `national_surplus_minute` /
+`hub_surplus_minute`, the `window_s` of `pipeline_metrics` (every worker's counters), the
+`clear_after_s` of unpriced ledger entries. National and hub figures are read from the whole
+store, whatever worker wrote which partition.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from streams.alerts.snapshot import EPOCH, Counts, Energy, Idle, Needs, Snapshot
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
-EVENT_TABLES = ("capacity_samples", "power_samples", "heartbeats", "job_events", "registrations")
+# the periodic streams, partitioned by toYYYYMM(time): ClickHouse answers max(time) from the
+# parts' min/max index (`_minmax_count_projection`), reading one row, whatever the history
+CLOCK_TABLES = ("capacity_samples", "power_samples", "heartbeats")
 COUNTER_BASELINE = timedelta(hours=1)  # how far back a worker's counter is looked up
 
 
@@ -40,8 +42,9 @@ class StoreReads:
         return [tuple(row) for row in result.result_rows]
 
     def newest_event(self) -> datetime | None:
-        """The newest event time of any accepted event, or None for an empty store."""
-        parts = " UNION ALL ".join(f"SELECT max(time) AS t FROM {{db}}.{t}" for t in EVENT_TABLES)
+        """The newest event time of the periodic streams (capacity, power, heartbeats), or None
+        for an empty store."""
+        parts = " UNION ALL ".join(f"SELECT max(time) AS t FROM {{db}}.{t}" for t in CLOCK_TABLES)
         rows = self._query(f"SELECT max(t) FROM ({parts})")
         newest = utc(rows[0][0]) if rows and rows[0][0] is not None else None
         return newest if newest is not None and newest > EPOCH else None
