@@ -188,6 +188,19 @@ def _backfill(console: Any, sim: Any, kafka: Any, workdir: Path, signer: Any, da
     console.print(f"  {sent:,} past events published")
 
 
+def _metering(client: Any, database: str, since: datetime, sim: Any) -> dict[str, Any]:
+    """Allocated against metered accelerator device-hours of the live part (surplus.demo_metering)."""
+    from schemas.catalogue import load_catalogue
+    from surplus.demo_metering import metering, simulated_share
+
+    accelerators = {m for m, d in load_catalogue().devices.items() if d.kind == "accelerator"}
+    pools = [(p.device_model, p.devices, p.metered_share) for d in sim for p in d.sim.pools]
+    try:
+        return metering(client, database, since, accelerators, simulated_share(pools, accelerators))
+    except Exception as exc:  # the report stands; the comparison's failure is one line
+        return {"error": f"{type(exc).__name__}: {str(exc).strip()[:200]}"}
+
+
 SAMPLE_ARGS = "--devices 64 --hours 8 --origin CN-SH --min-green-share 0.6"
 
 
@@ -338,12 +351,17 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
                           "dead_letters": progress.dead, "dark_dc": progress.dark_dc, "dcs": dcs,
                           "speed": speed, "store": store, "served": redact(url) if server else None,
                           "prefix": prefix}
+        report["demo"]["metering"] = _metering(client, target.database, clock.start, sim)
         try:
             report["dispatch"] = _sample_request(client, target.database)
         except Exception as exc:  # the report stands; the question's failure is one line
             report["dispatch"] = {"error": f"{type(exc).__name__}: {str(exc).strip()[:200]}"}
         if not quiet:
             render_report(report, console)
+            if "error" not in report["demo"]["metering"]:
+                from surplus.demo_metering import explain
+
+                console.print(explain(report["demo"]["metering"]), highlight=False)
             from surplus.dispatch.cli import render_answer
             from surplus.dispatch.model import Answer
 

@@ -120,8 +120,35 @@ def test_demo_report_equals_the_published_events(kafka_bootstrap: str, topic_pre
     assert math.isclose(report["national"]["range"]["fp16"]["min"], min(fp16), rel_tol=1e-9)
     assert math.isclose(report["national"]["range"]["fp16"]["max"], max(fp16), rel_tol=1e-9)
 
+    # allocated against metered accelerator device-hours, as the demo explains them (issue #16)
+    check_metering(report["demo"]["metering"], events)
+
     # the demo's ledger closed into signed statements: each party's check holds (issue #19)
     check_statements_against_the_tally(tmp_path, env, events)
+
+
+def check_metering(metering: dict[str, Any], events: list[dict[str, Any]]) -> None:
+    """The demo's two figures are what the published events say: allocated device-hours from the
+    accelerator pools' capacity samples, metered from their jobs' highest-seq totals."""
+    from schemas.catalogue import load_catalogue
+
+    accelerators = {m for m, d in load_catalogue().devices.items() if d.kind == "accelerator"}
+    since = datetime.fromisoformat(metering["since"])
+    allocated = sum(e["data"]["devices_allocated"] * e["data"]["interval_s"] / 3600 for e in events
+                    if e["type"] == "cpn.capacity.v1" and e["data"]["device_model"] in accelerators
+                    and datetime.fromisoformat(e["time"]) > since)
+    highest: dict[tuple[str, str], tuple[int, float]] = {}
+    for e in events:
+        d = e["data"]
+        if e["type"] == "cpn.job.v1" and d["device_model"] in accelerators:
+            key = (d["dc_id"], d["job_id"])
+            if key not in highest or d["seq"] > highest[key][0]:
+                highest[key] = (d["seq"], d["device_seconds_total"])
+    metered = sum(total for _, total in highest.values()) / 3600
+    assert math.isclose(metering["allocated_device_hours"], allocated, rel_tol=1e-9)
+    assert math.isclose(metering["metered_device_hours"], metered, rel_tol=1e-9)
+    assert 0 < metered < allocated * metering["simulated_metered_share"]  # below the share, as explained
+    assert metering["simulated_metered_share"] == pytest.approx(0.3)
 
 
 def check_statements_against_the_tally(tmp_path: Path, env: dict[str, str], events: list[dict[str, Any]]) -> None:
