@@ -120,6 +120,10 @@ def test_demo_report_equals_the_published_events(kafka_bootstrap: str, topic_pre
     assert math.isclose(report["national"]["range"]["fp16"]["min"], min(fp16), rel_tol=1e-9)
     assert math.isclose(report["national"]["range"]["fp16"]["max"], max(fp16), rel_tol=1e-9)
 
+    # the default price book prices every model the demo runs: nothing unpriced (issue #16)
+    assert report["tenants_total"]["device_hours"] > 0
+    assert report["tenants_total"]["unpriced_device_hours"] == 0 and report["tenants_total"]["unpriced_share"] == 0
+
     # allocated against metered accelerator device-hours, as the demo explains them (issue #16)
     check_metering(report["demo"]["metering"], events)
 
