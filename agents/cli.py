@@ -80,7 +80,7 @@ def agent(ctx: click.Context, config: Path | None, run_for: float | None, speed:
     and leaves the spool only when the broker acknowledged it; after an outage or a restart the
     spool is replayed in order, with the same event ids. SIGTERM stops it cleanly.
 
-    `surplus agent tally` prints the operator's own hourly tally of the job metering it sent.
+    `surplus agent tally` prints the operator's own hourly tally of the job metering the broker acknowledged.
 
     It logs one line when the broker goes away and one when it is back, a status line every
     status_interval_s and when an outage's backlog is delivered, and serves Prometheus
@@ -152,7 +152,7 @@ def _moment(text: str, end: bool) -> datetime:
 def tally(start: str, end: str, spool_dir: Path | None, config: Path | None, fmt: str,
           out: Path | None) -> None:
     """Print the operator's own tally: per DC, UTC hour and job, the ledger entries and the
-    device-seconds and energy (kWh) that the job events this agent sent add up to, rounded as
+    device-seconds and energy (kWh) that the job events this agent delivered add up to, rounded as
     the platform's statements round them. Compare it with a statement file:
     `surplus ledger verify FILE --tally TALLY`."""
     from agents.tally import FILE_NAME, Tally, render
