@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -94,9 +93,9 @@ def agent(ctx: click.Context, config: Path | None, run_for: float | None, speed:
     if check:
         click.echo(f"config ok: {_summary(settings)}")
         return
-    logging.basicConfig(level=settings.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("agents.librdkafka").setLevel(logging.WARNING)
+    from surplus.logs import configure
+
+    configure(settings.log_level, kafka=settings.kafka.bootstrap)
     from agents.run import Agent
 
     clock = _clock(settings, speed)

@@ -22,6 +22,7 @@ from agents.watch import BrokerWatch
 from schemas.events import CONTENT_TYPE
 from schemas.topics import Topics
 from surplus.errors import UserError
+from surplus.logs import kafka_service
 
 if TYPE_CHECKING:
     from agents.settings import KafkaSettings
@@ -52,6 +53,7 @@ def producer_config(kafka: KafkaSettings, client_id: str, logger: object = None)
         "message.timeout.ms": kafka.message_timeout_ms,
         "queue.buffering.max.messages": max(1000, kafka.max_in_flight_events * 2),
         "logger": logger if logger is not None else logging.getLogger("agents.librdkafka"),
+        "log.connection.close": False,
         **kafka.extra,
     })
 
@@ -67,7 +69,7 @@ class KafkaPublisher:
                        for kind, short in TOPIC_OF_KIND.items()}
         self._on_delivery = on_delivery
         self._signer = signer
-        self.watch = watch or BrokerWatch()
+        self.watch = watch or BrokerWatch(kafka_service(kafka.bootstrap))
         self._config = producer_config(kafka, client_id, self.watch)
         self._config["error_cb"] = self._error
         self._headers: list[tuple[str, str | bytes | None]] = [("content-type", CONTENT_TYPE.encode())]

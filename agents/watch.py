@@ -1,11 +1,12 @@
 """What an operator watches: the broker's state as one line per change, and status lines. Logging.
 
 librdkafka repeats itself while a broker is down (a connection error several times a second).
-`BrokerWatch` is the `logger` object handed to the producer (confluent-kafka calls
-`logger.log(level, fmt, *args)`) and its `error_cb`: connection trouble becomes one line when
-the broker goes away (`kafka: broker unreachable ...`) and one when a delivery shows it is back
-(`kafka: broker reachable again after 63 s ...`); any other librdkafka warning is logged once per
-distinct text every `repeat_s`; the rest goes to the `agents.librdkafka` logger at DEBUG.
+`BrokerWatch` (the project's `surplus.logs.ServiceWatch`, with the agent's words) is the `logger`
+object handed to the producer (confluent-kafka calls `logger.log(level, fmt, *args)`) and its
+`error_cb`: connection trouble becomes one line when the broker goes away (`Kafka host:9092
+unreachable: Connection refused; events stay in the spool ...`) and one when a delivery shows it
+is back (`Kafka host:9092 reachable again after 63 s ...`); any other librdkafka warning is
+logged once per distinct text every `repeat_s`; the rest goes to `agents.librdkafka` at DEBUG.
 
 `StatusReporter` logs a status line (spooled, delivered, backlog, oldest unsent age) every
 `every_s` and once when the backlog of an outage is delivered (`caught up: ...`), and writes the
@@ -17,92 +18,74 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from surplus.logs import UNREACHABLE_STATE, LibrdkafkaLog, Once, ServiceWatch
+
 log = logging.getLogger("agents.kafka")
 status_log = logging.getLogger("agents.status")
 librdkafka_log = logging.getLogger("agents.librdkafka")
-
-# librdkafka's words for "cannot reach the broker" (logs and error_cb texts, error names)
-UNREACHABLE = re.compile(
-    r"connect to .* failed|connection refused|disconnected|all broker|brokers are down|"
-    r"transport failure|failed to resolve|resolve|timed out|receive failed|send failed|"
-    r"connection reset|_TRANSPORT|_ALL_BROKERS_DOWN|_RESOLVE|_TIMED_OUT|broken pipe|"
-    r"no route to host|network is unreachable|host is unreachable", re.IGNORECASE)
-_DIGITS = re.compile(r"\d+")
-_THREAD = re.compile(r"^\[thrd:[^\]]*\]:\s*")
 STATUS_FILE = "status.json"
 
 
-class BrokerWatch:
+class BrokerWatch(ServiceWatch):
     """librdkafka's logs and errors folded into broker state changes (see the module docstring)."""
 
-    def __init__(self, *, repeat_s: float = 300.0,
+    def __init__(self, name: str = "Kafka", *, repeat_s: float = 300.0,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(name, logger=log, monotonic=monotonic)
         self.repeat_s = repeat_s
-        self._mono = monotonic
-        self.down_since: float | None = None
+        self._hooks = LibrdkafkaLog(self, once=Once(repeat_s, monotonic), logger=librdkafka_log)
         self.outages = 0
-        self.errors = 0  # librdkafka errors reported (connection trouble included)
         self.catching_up = False  # back after an outage, backlog not yet delivered
-        self._said: dict[str, float] = {}
+        self._backlog = 0
 
     @property
-    def up(self) -> bool:
-        return self.down_since is None
+    def down_since(self) -> float | None:
+        return self.since
+
+    @property
+    def errors(self) -> int:
+        """librdkafka errors reported (connection trouble included)."""
+        return self._hooks.errors
 
     # -- what librdkafka calls -----------------------------------------------------------------
 
     def log(self, level: int, fmt: str, *args: Any) -> None:
         """confluent-kafka's `logger` hook: `log(level, "%s [%s] %s", facility, client, text)`."""
-        text = fmt % args if args else fmt
-        if UNREACHABLE.search(text):
-            message = str(args[-1]) if len(args) == 3 else text
-            self.unreachable(_THREAD.sub("", message))
-        elif level >= logging.WARNING:
-            self._once(level, f"librdkafka: {text}")
-        else:
-            librdkafka_log.log(logging.DEBUG, "%s", text)
+        self._hooks.log(level, fmt, *args)
 
     def error(self, name: str, text: str) -> None:
         """An `error_cb` report (a KafkaError's name and text)."""
-        self.errors += 1
-        if UNREACHABLE.search(name) or UNREACHABLE.search(text):
-            self.unreachable(text)
-        else:
-            self._once(logging.WARNING, f"kafka: {name}: {text}")
+        self._hooks.error(name, text)
 
     # -- state ---------------------------------------------------------------------------------
 
     def unreachable(self, why: str) -> None:
-        if self.down_since is not None:
-            return
-        self.down_since = self._mono()
-        self.outages += 1
-        self.catching_up = False
-        log.warning("kafka: broker unreachable (%s); events stay in the spool until it is back",
-                    " ".join(why.split())[:160])
+        self.trouble(UNREACHABLE_STATE, why)
 
     def delivered(self, backlog: int) -> None:
         """Deliveries were acknowledged: the broker is reachable."""
-        if self.down_since is None:
-            return
-        log.warning("kafka: broker reachable again after %.0f s; sending the backlog of %d events",
-                    self._mono() - self.down_since, backlog)
-        self.down_since = None
-        self.catching_up = True
+        self._backlog = backlog
+        self.ok()
 
-    def _once(self, level: int, text: str) -> None:
-        key = _DIGITS.sub("#", text)
-        now = self._mono()
-        if now - self._said.get(key, -1e18) >= self.repeat_s:
-            self._said[key] = now
-            log.log(level, "%s", text[:300])
+    def said_down(self, kind: str, why: str) -> None:
+        self.outages += 1
+        self.catching_up = False
+        what = "unreachable" if kind == UNREACHABLE_STATE else "not ready yet"
+        self.log_line(f"{self.name} {what}: {why}; events stay in the spool until it is back")
+
+    def said_up(self, was: str, after_s: float) -> None:
+        self.catching_up = True
+        self.log_line(f"{self.name} reachable again after {after_s:.0f} s; "
+                      f"sending the backlog of {self._backlog} events")
+
+    def log_line(self, text: str) -> None:
+        log.warning("%s", text)
 
 
 @dataclass(frozen=True)

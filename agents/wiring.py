@@ -18,6 +18,7 @@ from agents.settings import AgentSettings, Intervals, KafkaSettings, SpoolSettin
 from agents.spool import Spool, SpoolBusy
 from agents.watch import BrokerWatch
 from surplus.errors import UserError
+from surplus.logs import kafka_service
 
 if TYPE_CHECKING:
     from agents.publisher import Signer
@@ -48,7 +49,7 @@ def build_outbox(kafka: KafkaSettings, spool: SpoolSettings, *, signing_key_file
         from agents.tally import open_tally
 
         tally = open_tally(spool.path)
-    watch = BrokerWatch()
+    watch = BrokerWatch(kafka_service(kafka.bootstrap))
     return Outbox(build_spool(spool),
                   lambda on_delivery: KafkaPublisher(kafka, on_delivery=on_delivery,
                                                      client_id=name, signer=signer, watch=watch),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +50,9 @@ def worker(config: Path | None, loglevel: str, migrate: bool) -> None:
 
 def run_worker(settings: Any, *, loglevel: str = "info", migrate: bool = True) -> None:
     from streams.runtime import prepare, start
+    from surplus.logs import configure
 
-    logging.basicConfig(level=loglevel.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure(loglevel, kafka=settings.kafka.bootstrap)
     prepared = prepare(settings, migrate_store=migrate)
     stop_metrics = _metrics(prepared.handler, settings.metrics_port)
     try:

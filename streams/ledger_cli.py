@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from surplus.errors import UserError
+from surplus.errors import EXIT_FOUND, UserError
 from surplus.paths import default_clickhouse_url, var_dir
 
 URL_HELP = "chdb:///path or http(s)://user:pass@host:8123/cpn [env CLICKHOUSE_URL]"
@@ -20,7 +20,7 @@ KEY_HELP = "the statement key file [env SURPLUS_STATEMENT_KEY; default var/keys/
 def _connect(url: str | None) -> tuple[Any, str]:
     from surplus.store import connect
 
-    client, target = connect(url or os.environ.get("CLICKHOUSE_URL") or default_clickhouse_url())
+    client, target = connect(url or os.environ.get("CLICKHOUSE_URL") or default_clickhouse_url(), create=False)
     return client, target.database
 
 
@@ -81,7 +81,7 @@ def reconcile_cmd(url: str | None, limit: int) -> None:
     for d in diffs[:limit]:
         table.add_row(d.dc_id, d.job_id, d.what)
     console.print(table)
-    sys.exit(1)
+    sys.exit(EXIT_FOUND)
 
 
 @ledger.command("close")
@@ -224,7 +224,7 @@ def verify_cmd(file: Path, pubkey: Path | None, tally: Path | None) -> None:
         first = verdict.failures[0]
         more = len(verdict.failures) - 1
         raise UserError(f"{file}: FAILED at {first.line()}"
-                        + (f" (and {more} more failing)" if more else ""), exit_code=1)
+                        + (f" (and {more} more failing)" if more else ""), exit_code=EXIT_FOUND)
     checked = "signatures checked" if verdict.signatures_checked else "signatures NOT checked (no --pubkey)"
     click.echo(f"{file}: {verdict.statements} statements of DC {doc.dc_id} verify "
                f"({verdict.with_entries} with entries recomputed; hashes and chain; {checked})")
@@ -236,7 +236,7 @@ def verify_cmd(file: Path, pubkey: Path | None, tally: Path | None) -> None:
         return
     for d in diffs:
         click.echo(f"differs {d.line()}")
-    raise UserError(f"{len(diffs)} hour(s) differ between the statements and the tally", exit_code=1)
+    raise UserError(f"{len(diffs)} hour(s) differ between the statements and the tally", exit_code=EXIT_FOUND)
 
 
 def _read(path: Path) -> str:
@@ -275,7 +275,7 @@ def invoice_cmd(tenant_id: str, month: str, fmt: str, out: Path | None, url: str
     _write(bill.to_json() if fmt == "json" else bill.to_csv(), out)
     if bill.usage_daily_amount_cny != bill.total_amount_cny:
         raise UserError(f"the invoice total {bill.total_amount_cny} CNY is not "
-                        f"cpn.tenant_usage_daily's {bill.usage_daily_amount_cny} CNY", exit_code=1)
+                        f"cpn.tenant_usage_daily's {bill.usage_daily_amount_cny} CNY", exit_code=EXIT_FOUND)
 
 
 @ledger.command("pubkey")

@@ -14,8 +14,10 @@ from streams.guard import DeadLetterGuard
 from streams.settings import WorkerSettings
 from streams.sink import SchemaDrift, Sink
 from streams.worker import Handler
+from surplus import logs
 from surplus.errors import UserError, WorkerStop
 from surplus.kafka.admin import ensure_topics
+from surplus.paths import make_dir
 from surplus.store import connect, migrate
 
 log = logging.getLogger(__name__)
@@ -49,11 +51,8 @@ def prepare(settings: WorkerSettings, *, migrate_store: bool = True) -> Prepared
         prices = PriceBook.load(settings.price_book)
     except (PriceBookError, OSError) as exc:
         raise UserError(f"price book: {exc}") from None
-    client, target = connect(settings.clickhouse_url)
-    if migrate_store:
-        for name in migrate(client, target.database):
-            log.info("applied migration %s", name)
     topics = Topics(settings.topic_prefix)
+    # Kafka first: an unreachable broker is one line before anything is created in the store
     ensure_topics(
         settings.kafka,
         [*topics.telemetry, topics.deadletter],
@@ -63,6 +62,10 @@ def prepare(settings: WorkerSettings, *, migrate_store: bool = True) -> Prepared
     # faust's partition assignor elects its leader through this topic
     ensure_topics(settings.kafka, [f"{settings.group_id}-__assignor-__leader"],
                   partitions=1, replication=settings.replication_factor or -1)
+    client, target = connect(settings.clickhouse_url, create=migrate_store)
+    if migrate_store and (applied := migrate(client, target.database)):
+        log.info("applied %d migration(s): %s", len(applied),
+                 applied[0] if len(applied) == 1 else f"{applied[0]} .. {applied[-1]}")
     verifier = None
     if settings.signing_keys is not None:
         from streams.signing import load_verifier
@@ -88,7 +91,8 @@ def prepare(settings: WorkerSettings, *, migrate_store: bool = True) -> Prepared
         job_cache_size=settings.job_cache_size,
         guard=DeadLetterGuard(settings.deadletter_limit, settings.deadletter_window),
     )
-    (settings.data_dir / settings.group_id).mkdir(parents=True, exist_ok=True)
+    make_dir(make_dir(settings.data_dir, "the worker's data directory (SURPLUS_DATA_DIR)") / settings.group_id,
+             "the worker's data directory")
     app = build_app(settings, handler, topics.telemetry)
 
     async def produce(topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]) -> Any:
@@ -120,7 +124,16 @@ def prepare(settings: WorkerSettings, *, migrate_store: bool = True) -> Prepared
 
     app.on_partitions_revoked.connect(_revoked)
 
+    def _assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        kafka_watch(settings).ok()  # in the group: the broker answers
+
+    app.on_partitions_assigned.connect(_assigned)
     return Prepared(settings, app, handler)
+
+
+def kafka_watch(settings: WorkerSettings) -> logs.ServiceWatch:
+    """The shared watch of this worker's broker (one line per change of its state)."""
+    return logs.watch(logs.kafka_service(settings.kafka.bootstrap))
 
 
 def _no_stop_tracebacks(record: logging.LogRecord) -> bool:
@@ -137,16 +150,19 @@ def start(prepared: Prepared, *, loglevel: str = "info") -> None:
     """Run the faust worker until SIGTERM/SIGINT (blocks; exits the process at the end)."""
     from faust.worker import Worker
 
+    collapse = logs.current() or logs.Collapse(kafka_watch(prepared.settings), debug=loglevel == "debug")
+
     class QuietWorker(Worker):
-        """faust's worker, with faust/mode/aiokafka internals at WARNING unless debugging."""
+        """faust's worker, with faust/mode/aiokafka internals quiet unless debugging and their
+        connection trouble as one line per change of the broker's state (surplus.logs)."""
 
         def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
             super().on_setup_root_logger(logger, level)
             for handler in logger.handlers:
                 handler.addFilter(_no_stop_tracebacks)
-            if level > logging.DEBUG:
-                for name in ("faust", "mode", "aiokafka"):
-                    logging.getLogger(name).setLevel(logging.WARNING)
+                if collapse not in handler.filters:
+                    handler.addFilter(collapse)
+            logs.quiet(level <= logging.DEBUG)
 
     worker = QuietWorker(prepared.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     try:

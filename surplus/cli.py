@@ -7,12 +7,13 @@ with just the `agent` extra installed and `--help` stays fast.
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 from typing import Any
 
 import click
 
-from surplus.errors import UserError
+from surplus.errors import EXIT_INTERRUPTED, EXIT_UNAVAILABLE, UserError, service_error
 
 # name -> "module:attribute" of a click.Command or click.Group
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -33,6 +34,41 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# what each exit status means, per command (the README's "Exit status" table says the same)
+EXIT_DEFAULT = "0 done; 2 bad input, or a store or service missing or not answering; 130 interrupted."
+EXIT_CODES: dict[str, str] = {
+    "streams worker": "0 stopped by SIGTERM/SIGINT; 2 bad input, or Kafka or ClickHouse missing or not "
+                      "answering at start; 3 stopped by the dead-letter guard, without committing.",
+    "agent": "0 stopped by SIGTERM/SIGINT (the spool keeps what is unsent); 2 bad input or config; "
+             "130 interrupted.",
+    "ledger reconcile": "0 no differences; 1 differences found (listed); 2 bad input, or the store "
+                        "missing or not answering.",
+    "ledger verify": "0 every statement verifies (and the tally, if given, matches); 1 a statement "
+                     "fails or an hour differs from the tally; 2 bad input or an unreadable file.",
+    "ledger invoice": "0 written; 1 the invoice total differs from cpn.tenant_usage_daily; 2 bad "
+                      "input, or the store missing or not answering.",
+    "alerts resend": "0 all resent; 1 notifications still undelivered; 2 bad input, or the store "
+                     "missing or not answering.",
+    "kafka status": "0 the local broker is running; 1 it is not; 2 bad input.",
+    "report": "0 printed; 2 bad input, no data yet, or the store missing or not answering.",
+}
+
+
+def exit_status(path: str) -> str:
+    """The --help epilog of the command `path` ("ledger reconcile"): what its exit statuses mean."""
+    return "Exit status: " + EXIT_CODES.get(path, EXIT_DEFAULT)
+
+
+def _with_exit_status(command: click.Command, path: str) -> click.Command:
+    epilog = command.epilog or ""
+    if "Exit status:" not in epilog:
+        command.epilog = f"{epilog}\n\n{exit_status(path)}" if epilog else exit_status(path)
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            _with_exit_status(sub, f"{path} {name}")
+    return command
+
+
 class LazyGroup(click.Group):
     """A group that imports a subcommand's module only when that subcommand runs."""
 
@@ -51,7 +87,7 @@ class LazyGroup(click.Group):
             return _unavailable(cmd_name, help_text, f"needs the Python module {missing!r}; "
                                 "install the matching extra (pip install 'surplus[streams]')")
         command: click.Command = getattr(module, attr)
-        return command
+        return _with_exit_status(command, cmd_name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
@@ -79,7 +115,9 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; a UserError becomes one line on stderr and a non-zero exit, never a traceback."""
+    """Run the CLI; a UserError, or a service's error nobody handled (ClickHouse, Kafka, a refused
+    connection), becomes one line on stderr and its exit status (EXIT_CODES), never a traceback
+    (which goes to the log at DEBUG)."""
     try:
         cli.main(args=argv, prog_name="surplus", standalone_mode=False)
     except UserError as exc:
@@ -87,13 +125,20 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except click.exceptions.Abort:
         click.echo("surplus: aborted", err=True)
-        return 130
+        return EXIT_INTERRUPTED
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
     except KeyboardInterrupt:
         click.echo("surplus: interrupted", err=True)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        line = service_error(exc)
+        if line is None:
+            raise
+        logging.getLogger("surplus").debug("the error in full", exc_info=True)
+        click.echo(f"surplus: error: {line}", err=True)
+        return EXIT_UNAVAILABLE
     return 0
 
 

@@ -93,7 +93,8 @@ def _report(url: str | None, at: datetime | None, hub: str | None, dc: str | Non
     data: Any
     with Progress("surplus report", every_s=progress_s) as progress:
         progress.step("opening the store")
-        client, target = connect(url or os.environ.get("CLICKHOUSE_URL") or default_clickhouse_url())
+        client, target = connect(url or os.environ.get("CLICKHOUSE_URL") or default_clickhouse_url(),
+                                 create=False)
         db = target.database
         if tenants_only:
             progress.step("tenants")

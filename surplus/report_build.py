@@ -63,7 +63,7 @@ def _scope(
     if dc is not None and not ID.match(dc):
         raise UserError(f"--dc {dc!r}: not a DC id (lowercase letters, digits, . _ -)")
     if "national_surplus_minute" not in q.relations(client, database) or not q.has_data(client, database):
-        raise UserError(NO_DATA, exit_code=1)
+        raise UserError(NO_DATA)
     if dc is not None:
         dc_hub = q.dc_hub(client, database, dc)
         if dc_hub is None:
@@ -73,7 +73,7 @@ def _scope(
         hub = dc_hub
     ts = q.snapshot_minute(client, database, at)
     if at is not None and ts is None:
-        raise UserError(f"no surplus snapshot at or before {iso(at)}", exit_code=1)
+        raise UserError(f"no surplus snapshot at or before {iso(at)}")
     if at is None:
         return q.Scope(ts=ts, hub=hub, dc=dc), None
     start = at - PERIOD

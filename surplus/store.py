@@ -15,8 +15,9 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from surplus.errors import UserError
 from surplus.migrations import MIGRATIONS_DIR, migrate
+from surplus.paths import make_dir
 
-__all__ = ["MIGRATIONS_DIR", "Target", "connect", "migrate", "parse_url", "redact"]
+__all__ = ["MIGRATIONS_DIR", "Target", "connect", "embedded_dir", "is_store", "migrate", "parse_url", "redact"]
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -76,6 +77,25 @@ def parse_url(url: str, database: str | None = None) -> Target:
     return Target(dsn=dsn, database=db)
 
 
+def is_store(path: Path) -> bool:
+    """Whether `path` holds a chDB store (its `metadata` directory)."""
+    return (path / "metadata").is_dir()
+
+
+def embedded_dir(path: Path, *, create: bool) -> Path:
+    """The directory of an embedded store: there already, or made (only when `create`; one level).
+
+    UserError when it is missing and not to be created, or is an empty directory."""
+    if is_store(path):
+        return path
+    if not create:
+        what = "is an empty directory" if path.is_dir() and not any(path.iterdir()) else (
+            "is not a chDB store" if path.exists() else "does not exist")
+        raise UserError(f"no store at {path}: it {what}; create one with "
+                        f"`surplus db migrate --url chdb://{path}` (or run a worker or the demo)")
+    return make_dir(path, "the store directory")
+
+
 def redact(url: str) -> str:
     """The URL with its password (whatever characters it holds) replaced by `***`; never raises."""
     scheme, sep, rest = url.partition("://")
@@ -86,14 +106,19 @@ def redact(url: str) -> str:
     return f"{scheme}://{user}{':***' if colon else ''}@{location}"
 
 
-def connect(url: str, database: str | None = None) -> tuple[Client, Target]:
-    """A clickhouse-connect client; one clear UserError when the store cannot be reached."""
+def connect(url: str, database: str | None = None, *, create: bool = True) -> tuple[Client, Target]:
+    """A clickhouse-connect client; one clear UserError when the store cannot be reached.
+
+    An embedded store (`chdb:///path`) is made when missing if `create` (its directory only, when
+    the parent exists: surplus.paths.make_dir); the commands that only read or add to a migrated
+    store (report, ledger, place, api, alerts, forecast) pass `create=False`: a missing store is
+    then one UserError, and nothing is created."""
     import clickhouse_connect
     from clickhouse_connect.driver.exceptions import ClickHouseError
 
     target = parse_url(url, database)
     if target.embedded:
-        Path(target.dsn[len("chdb://"):]).mkdir(parents=True, exist_ok=True)
+        embedded_dir(Path(target.dsn[len("chdb://"):]), create=create)
     try:
         client = clickhouse_connect.get_client(dsn=target.dsn)
     except (ClickHouseError, OSError) as exc:

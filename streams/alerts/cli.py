@@ -17,7 +17,7 @@ from streams.alerts.delivery import Deliverer
 from streams.alerts.model import AlertState, Attempt, Notification
 from streams.alerts.payload import encode, group_key, group_labels, webhook_body
 from streams.alerts.persist import AlertStore, Undelivered
-from surplus.errors import UserError
+from surplus.errors import EXIT_FOUND, UserError
 
 RULES_HELP = "alert rules TOML  [env SURPLUS_ALERT_RULES]"
 
@@ -162,7 +162,7 @@ def resend(rules_path: Path | None, url: str | None, receiver: str | None, limit
     rules = _rules(rules_path)
     if receiver is not None:
         rules.receiver_named(receiver)
-    client, target = connect(url or default_clickhouse_url())
+    client, target = connect(url or default_clickhouse_url(), create=False)
     store = AlertStore(client, target.database, rules.engine.instance)
     try:
         pending = store.undelivered(receiver, limit)
@@ -172,7 +172,7 @@ def resend(rules_path: Path | None, url: str | None, receiver: str | None, limit
     delivered, failed = asyncio.run(resend_all(rules, store, pending))
     click.echo(f"resent {delivered} of {len(pending)} undelivered notification(s)")
     if failed:
-        raise UserError(f"{len(failed)} still undelivered: {'; '.join(failed[:3])}", exit_code=1)
+        raise UserError(f"{len(failed)} still undelivered: {'; '.join(failed[:3])}", exit_code=EXIT_FOUND)
 
 
 async def resend_all(

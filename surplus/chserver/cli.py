@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import fcntl
 import json
-import logging
 import os
 import re
 import signal
@@ -22,8 +21,8 @@ from typing import IO
 import click
 
 from surplus.errors import UserError
-from surplus.paths import REPO, default_clickhouse_url
-from surplus.store import MIGRATIONS_DIR, parse_url
+from surplus.paths import REPO, default_clickhouse_url, make_dir
+from surplus.store import MIGRATIONS_DIR, embedded_dir, parse_url
 
 DEFAULT_USERS_DIR = REPO / "deploy" / "clickhouse" / "users.d"
 _CREATE = re.compile(r"CREATE\s+(?:OR\s+REPLACE\s+)?(?:TABLE|VIEW|MATERIALIZED\s+VIEW|DICTIONARY)\s+"
@@ -58,7 +57,7 @@ def served_already(state_dir: Path) -> str | None:
 
 
 def _lock(state_dir: Path) -> IO[str] | None:
-    state_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(state_dir, "the store's state directory")
     handle = open(state_dir / "lock", "a+")  # noqa: SIM115 - held for the server's life
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -94,6 +93,7 @@ def serve(url: str | None, host: str, port: int, users_dir: Path, threads: int, 
     --users-dir. Prints the writer's URL, http://surplus:<password>@<host>:<port>/<db>, last.
     """
     path, database = store_path(url)
+    embedded_dir(path, create=not no_migrate)  # the store itself, never its missing parents
     state_dir = path.with_name(path.name + ".serve")
     lock = _lock(state_dir)
     if lock is None:
@@ -114,10 +114,9 @@ async def _serve(path: Path, database: str, state_dir: Path, host: str, port: in
     from surplus.chserver.access import ANALYST, WRITER, engine_config, load_users
     from surplus.chserver.app import Server
     from surplus.chserver.engine import Engine, relations
+    from surplus.logs import configure
 
-    logging.basicConfig(level=os.environ.get("SURPLUS_LOG_LEVEL", "WARNING").upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    path.mkdir(parents=True, exist_ok=True)
+    configure(os.environ.get("SURPLUS_LOG_LEVEL", "WARNING"))
     users, profiles = load_users(users_dir, database, state_dir)
     _state(state_dir, path, host, port, database, users[WRITER].password, starting=True)
     loop = asyncio.get_running_loop()

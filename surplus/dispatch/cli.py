@@ -32,7 +32,7 @@ def _settings() -> Any:
 def _connect(url: str | None) -> tuple[Any, str]:
     from surplus.store import connect
 
-    client, target = connect(url or _settings().clickhouse_url)
+    client, target = connect(url or _settings().clickhouse_url, create=False)
     return client, target.database
 
 

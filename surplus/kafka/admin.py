@@ -7,30 +7,56 @@ default partition count, `PARTITIONS`.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable
 from typing import Any
 
 from surplus.errors import UserError
 from surplus.kafka.connection import KafkaConnection, coerce
+from surplus.logs import DETAIL_LOG, LibrdkafkaLog, ServiceWatch, kafka_service, librdkafka_hooks, reason
 
 PARTITIONS = 6  # topics created by the project: the unit of parallelism of a worker group
 
 
 def client_config(kafka: KafkaConnection | str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """librdkafka settings for an admin/producer/consumer of `kafka` (a bare bootstrap string takes
-    its security from the KAFKA_* variables)."""
-    return coerce(kafka).librdkafka(extra)
+    its security from the KAFKA_* variables), with librdkafka's logs and errors routed into Python
+    logging as one line per state change of the broker (surplus.logs); `extra` wins."""
+    connection = coerce(kafka)
+    return connection.librdkafka({**librdkafka_hooks(connection.bootstrap), **(extra or {})})
 
 
 def admin_client(kafka: KafkaConnection | str, timeout_s: float = 15, quiet: bool = False) -> Any:
-    """A confluent-kafka AdminClient (librdkafka's logging silenced when `quiet`)."""
+    """A confluent-kafka AdminClient whose librdkafka logs say nothing on their own: their reason
+    ends up in the one error line of the caller (`unreachable`); `quiet` is kept for callers."""
     from confluent_kafka.admin import AdminClient
 
-    extra: dict[str, Any] = {"socket.timeout.ms": int(timeout_s * 1000)}
-    if quiet:
-        extra["log_level"] = 0
-    return AdminClient(client_config(kafka, extra))
+    connection = coerce(kafka)
+    hooks = LibrdkafkaLog(ServiceWatch(kafka_service(connection.bootstrap), logger=DETAIL_LOG, quiet=True),
+                          logger=DETAIL_LOG)
+    extra: dict[str, Any] = {"socket.timeout.ms": int(timeout_s * 1000),
+                             **librdkafka_hooks(connection.bootstrap, hooks)}
+    admin = AdminClient(connection.librdkafka(extra))
+    setattr(admin, "surplus_log", hooks)  # noqa: B010 - read back by unreachable()
+    return admin
+
+
+def unreachable(admin: Any, kafka: KafkaConnection | str, error: Any, timeout_s: float) -> UserError:
+    """The one line for a broker `admin` could not reach: the reason librdkafka logged (its queued
+    logs are served here), else the error's text."""
+    connection = coerce(kafka)
+    with contextlib.suppress(Exception):
+        admin.poll(0)
+    hooks = getattr(admin, "surplus_log", None)
+    why = hooks.service.why if isinstance(hooks, LibrdkafkaLog) and hooks.service.why else _text(error)
+    return UserError(f"cannot reach Kafka at {connection.bootstrap}: {why} "
+                     f"(no answer in {timeout_s:g} s)")
+
+
+def _text(error: Any) -> str:
+    text = error.str() if hasattr(error, "str") else str(error)
+    return reason(text)
 
 
 def ensure_topics(
@@ -57,7 +83,7 @@ def ensure_topics(
     try:
         existing = set(admin.list_topics(timeout=timeout_s).topics)
     except KafkaException as exc:
-        raise UserError(f"cannot reach Kafka at {connection.bootstrap}: {exc.args[0]}") from None
+        raise unreachable(admin, connection, exc.args[0], timeout_s) from None
     new = [n for n in wanted if n not in existing]
     created: list[str] = []
     if new:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from surplus.errors import UserError
+from surplus.errors import EXIT_FOUND, UserError
 from surplus.kafka.cluster import LocalKafkaCluster, is_cluster_home
 from surplus.kafka.local import DEFAULT_HOME, DEFAULT_PORT, LocalKafka
 
@@ -128,8 +128,8 @@ def down(home: Path, timeout_s: float) -> None:
 def status(home: Path) -> None:
     """Say whether the local broker runs, with its pid and address (a line per node of a cluster).
 
-    Exits 0 when it is running (every node of a cluster), 3 when it is not (no node), 4 when only
-    some nodes of a cluster run.
+    Exits 0 when it is running (every node of a cluster), 1 when it is not (the line says how
+    many nodes of a cluster run).
     """
     cluster = _cluster(home)
     if cluster is not None:
@@ -140,7 +140,7 @@ def status(home: Path) -> None:
         up_count = sum(n["running"] for n in nodes)
         click.echo(f"{up_count} of {len(nodes)} brokers running; bootstrap {cluster.bootstrap}")
         if up_count < len(nodes):
-            sys.exit(3 if up_count == 0 else 4)
+            sys.exit(EXIT_FOUND)
         return
     broker = _broker(home)
     state = broker.status()
@@ -149,7 +149,7 @@ def status(home: Path) -> None:
         click.echo(f"running  pid {state['pid']}  {state['bootstrap']}{mode}  home {state['home']}")
         return
     click.echo(f"not running  home {state['home']}")
-    sys.exit(3)
+    sys.exit(EXIT_FOUND)
 
 
 @kafka.command("sign-csr")
