@@ -28,6 +28,7 @@ from pathlib import Path
 from agents.frames import HEAD, parse
 from agents.records import JOB, KIND_NAMES, Record
 from agents.segments import FsyncPolicy, Item, SegmentLog
+from surplus.paths import make_dir
 
 log = logging.getLogger("agents.spool")
 
@@ -57,7 +58,7 @@ class Spool:
     def __init__(self, path: Path, *, max_bytes: int = 256 << 20, segment_bytes: int = 4 << 20,
                  fsync: FsyncPolicy = "batch", fsync_interval_s: float = 0.2) -> None:
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        make_dir(self.path, "the spool directory")  # never its missing parents
         self._lock = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

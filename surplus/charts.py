@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.hubs import GREEN_SHARE_TARGET, HUBS
+from surplus.paths import make_dir
 
 DPI = 100
 PRECISIONS = (("fp16", "FP16"), ("fp32", "FP32"), ("fp64", "FP64"))
@@ -42,7 +43,7 @@ def _figure(width_px: int, height_px: int) -> Any:
 
 def save(figure: Any, path: Path) -> Path:
     """Write the figure as a PNG of its exact pixel size; the path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(path.parent, "the charts directory")
     with warnings.catch_warnings():
         # a small canvas may leave constrained layout no room: draw it anyway, at the size asked
         warnings.filterwarnings("ignore", message="constrained_layout not applied")

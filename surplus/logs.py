@@ -79,14 +79,17 @@ def classify(text: str) -> str | None:
 def reason(text: str) -> str:
     """The short why of a connection error text: `Connection refused`, `all brokers are down`."""
     text = " ".join(_THREAD.sub("", text).split())
+    text = re.sub(r"^[^\s/]+/[^\s:]+: ", "", text)  # librdkafka's "host:port/bootstrap: " prefix
+    if match := NOT_READY.search(text):
+        if "leader" in match.group(0).lower():
+            return "a partition has no leader yet"
+        return "the group coordinator is not ready yet (a new broker creates __consumer_offsets first)"
     if match := _ERRNO.search(text):
         return match.group("why").strip().rstrip(":;,")
     if match := _FAILED.search(text):
         return match.group("why").strip()
     if match := re.search(r"(\d+)/(\d+) brokers are down", text):
         return "all brokers are down" if match.group(1) == match.group(2) else match.group(0)
-    if match := NOT_READY.search(text):
-        return match.group(0)[:1].upper() + match.group(0)[1:]
     return text[:160]
 
 
@@ -133,7 +136,7 @@ class ServiceWatch:
                 return False
             was, since = self.state, self.since
             self.state, self.since, self.changes = OK, None, self.changes + 1
-        self.said_up(was, self._mono() - (since or self._mono()))
+        self.said_up(was, self._mono() - since if since is not None else 0.0)
         return True
 
     # the lines (subclasses add what their reader needs to know)

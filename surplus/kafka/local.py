@@ -39,6 +39,7 @@ from surplus.kafka.templates import (
     log4j_properties,
     server_properties,
 )
+from surplus.paths import make_dir
 
 DEFAULT_HOME = REPO_ROOT / "var" / "kafka"
 DEFAULT_PORT = 9092
@@ -256,7 +257,7 @@ class LocalKafka:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """Serialise up/down on one home across processes (two `surplus kafka up` at once)."""
-        self.home.mkdir(parents=True, exist_ok=True)
+        make_dir(self.home, "the broker's home")  # never its missing parents
         with open(self.home / ".lock", "w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
