@@ -240,8 +240,13 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         click.echo(f"surplus agent: error: {exc}", err=True)
         return exc.exit_code
+    except click.UsageError as exc:
+        from surplus.cli import usage_line
+
+        click.echo(usage_line(exc, "python -m agents"), err=True)
+        return exc.exit_code
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"surplus agent: error: {exc.format_message()}", err=True)
         return exc.exit_code
     except click.exceptions.Abort:
         return 130

@@ -29,6 +29,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
 from agents.records import JOB, Record
+from surplus.paths import make_dir
 
 log = logging.getLogger("agents.tally")
 FILE_NAME = "tally.sqlite"
@@ -129,7 +130,7 @@ class Tally:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_dir(self.path.parent, "the spool directory")  # never its missing parents
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")

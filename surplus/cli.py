@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 from typing import Any
 
@@ -114,10 +115,19 @@ def cli() -> None:
     """
 
 
+def usage_line(exc: click.UsageError, program: str) -> str:
+    """click's usage error (three lines and a blank one) as one line that names the --help to read."""
+    path = exc.ctx.command_path if exc.ctx is not None else program
+    return f"{path}: error: {exc.format_message().rstrip('.')} (see {path} --help)"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; a UserError, or a service's error nobody handled (ClickHouse, Kafka, a refused
     connection), becomes one line on stderr and its exit status (EXIT_CODES), never a traceback
     (which goes to the log at DEBUG)."""
+    from surplus.logs import configure
+
+    configure(os.environ.get("SURPLUS_LOG_LEVEL") or "warning")  # commands that log set their own
     try:
         cli.main(args=argv, prog_name="surplus", standalone_mode=False)
     except UserError as exc:
@@ -126,8 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("surplus: aborted", err=True)
         return EXIT_INTERRUPTED
+    except click.UsageError as exc:
+        click.echo(usage_line(exc, "surplus"), err=True)
+        return exc.exit_code
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"surplus: error: {exc.format_message()}", err=True)
         return exc.exit_code
     except KeyboardInterrupt:
         click.echo("surplus: interrupted", err=True)

@@ -26,7 +26,8 @@ from typing import Any
 import click
 
 from surplus.errors import UserError
-from surplus.paths import REPO, var_dir
+from surplus.logs import configure
+from surplus.paths import REPO, make_dir, var_dir
 from surplus.store import redact
 
 GROUP = "surplus-demo"
@@ -37,13 +38,32 @@ class Progress:
     """What the live display shows; written by the fleet thread, read by the main thread."""
 
     sim_now: datetime | None = None
-    published: int = 0
-    processed: int = 0
-    end: int = 0
+    history: int = 0  # delivered by the history backfill
+    live: int = 0  # delivered by the simulated agents
+    injected: int = 0  # the bad messages sent on purpose, delivered
+    processed: int = 0  # committed by the worker's group
+    end: int = 0  # in Kafka: the end offsets of the telemetry topics
     dead: int = 0
     dark_dc: str | None = None
     phase: str = "starting"
     errors: list[str] = field(default_factory=list)
+
+    @property
+    def published(self) -> int:
+        """Every event the demo had acknowledged by Kafka: history, live and the bad ones."""
+        return self.history + self.live + self.injected
+
+    def counters(self) -> list[tuple[str, str]]:
+        """The rows that account for every event: published = in Kafka = processed + lag."""
+        rows = [("events published", f"{self.published:,} ({self.history:,} history, {self.live:,} live, "
+                                     f"{self.injected} bad on purpose)"),
+                ("events processed", f"{self.processed:,} of the {self.end:,} in Kafka"),
+                ("consumer lag", f"{max(0, self.end - self.processed):,}")]
+        if self.end > self.published and self.phase in ("worker catching up", "done"):
+            # an agent re-sent what had timed out: Kafka holds it twice
+            rows.append(("re-sent", f"{self.end - self.published:,} delivered twice after a timeout "
+                                    "(the store keeps them once)"))
+        return rows
 
 
 def _bad_messages(prefix: str, dc_id: str, now: datetime) -> list[tuple[str, bytes, bytes]]:
@@ -149,9 +169,8 @@ def _render(p: Progress, started: float, minutes: float) -> Any:
     table.add_row("phase", p.phase)
     table.add_row("simulated time", p.sim_now.strftime("%Y-%m-%d %H:%M UTC") if p.sim_now else "—")
     table.add_row("elapsed", f"{elapsed:,.0f} s of ~{minutes * 60:,.0f} s")
-    table.add_row("events published", f"{p.published:,}")
-    table.add_row("events processed", f"{p.processed:,}")
-    table.add_row("consumer lag", f"{max(0, p.end - p.processed):,}")
+    for name, value in p.counters():
+        table.add_row(name, value)
     table.add_row("dead letters", f"{p.dead:,}")
     table.add_row("dark DC", p.dark_dc or "—")
     for error in p.errors[-3:]:
@@ -163,12 +182,13 @@ def _line(p: Progress, started: float, minutes: float) -> str:
     """The live table as one plain line, for a console that is not a terminal."""
     sim = p.sim_now.strftime("%Y-%m-%d %H:%M UTC") if p.sim_now else "—"
     line = (f"surplus demo: {p.phase}; simulated {sim}; {time.monotonic() - started:,.0f} s of "
-            f"~{minutes * 60:,.0f} s; published {p.published:,}, processed {p.processed:,}, "
+            f"~{minutes * 60:,.0f} s; published {p.published:,} ({p.history:,} history, {p.live:,} live, "
+            f"{p.injected} bad on purpose), processed {p.processed:,} of the {p.end:,} in Kafka, "
             f"lag {max(0, p.end - p.processed):,}, dead letters {p.dead:,}")
     return line + (f"; dark DC {p.dark_dc}" if p.dark_dc else "")
 
 
-def _backfill(console: Any, sim: Any, kafka: Any, workdir: Path, signer: Any, days: float, span: timedelta) -> None:
+def _backfill(console: Any, sim: Any, kafka: Any, workdir: Path, signer: Any, days: float, span: timedelta) -> int:
     """Days of past telemetry before the live part, through an outbox of its own (agents.backfill)."""
     from agents.backfill import backfill
     from agents.settings import SpoolSettings
@@ -180,12 +200,13 @@ def _backfill(console: Any, sim: Any, kafka: Any, workdir: Path, signer: Any, da
     outbox = build_outbox(kafka, SpoolSettings(path=workdir / "history-spool", fsync="never"),
                           client_id="surplus-history", signer=signer)
     try:
-        sent = backfill(sim, outbox, end - timedelta(days=days), end,
-                        progress=lambda t, n: console.print(f"  history to {t:%Y-%m-%d %H:%M}: {n:,} events",
-                                                            end="\r" if console.is_terminal else "\n"))
+        backfill(sim, outbox, end - timedelta(days=days), end,
+                 progress=lambda t, n: console.print(f"  history to {t:%Y-%m-%d %H:%M}: {n:,} events",
+                                                     end="\r" if console.is_terminal else "\n"))
     finally:
         outbox.close(60)
-    console.print(f"  {sent:,} past events published")
+    console.print(f"  {outbox.counts.delivered:,} past events published")
+    return outbox.counts.delivered
 
 
 def _metering(client: Any, database: str, since: datetime, sim: Any) -> dict[str, Any]:
@@ -227,7 +248,7 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
     from agents.run import Fleet
     from agents.settings import Intervals, KafkaSettings, SpoolSettings
     from schemas.signing import sign
-    from surplus.kafka.admin import PARTITIONS, ensure_topics
+    from surplus.kafka.admin import PARTITIONS, client_config, ensure_topics
     from surplus.kafka.connection import from_env
     from surplus.kafka.local import LocalKafka
     from surplus.kafka.ports import free_port
@@ -237,7 +258,9 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
         raise UserError("--dcs, --minutes and --speed must be positive")
     if workdir.exists():
         shutil.rmtree(workdir)
-    workdir.mkdir(parents=True)
+    make_dir(workdir, "the demo's working directory")
+    # librdkafka's, the agents' and the clients' log lines go to a file: the terminal holds the table
+    configure("info", file=workdir / "demo.log", kafka=bootstrap)
     store = clickhouse_url or f"chdb://{workdir / 'chdb'}"
     url = store
     broker: LocalKafka | None = None
@@ -274,14 +297,15 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
         keys = _signing_keys([d.dc.dc_id for d in sim], workdir / "signing-keys.toml")
         settings = KafkaSettings(**dict(kafka), topic_prefix=prefix)
         worker = _start_worker(env, workdir / "worker.log")  # after the key registry exists
+        history = 0
         if backfill_days > 0:
-            _backfill(console, sim, settings, workdir, fleet_signer(keys), backfill_days, span)
+            history = _backfill(console, sim, settings, workdir, fleet_signer(keys), backfill_days, span)
         now = datetime.now(UTC).replace(microsecond=0)
         clock = SimClock(now - span, speed=speed, not_after_now=True)  # never future-dated events
         fleet = Fleet.simulated(sim, kafka=settings, spool=SpoolSettings(path=workdir / "spool"), clock=clock,
                                 intervals=Intervals(capacity_s=60, power_s=300, heartbeat_s=60),
                                 signer=fleet_signer(keys))
-        progress = Progress(phase="simulating")
+        progress = Progress(phase="simulating", history=history)
         stop = threading.Event()
 
         def drive() -> None:
@@ -291,14 +315,19 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
                 progress.dark_dc = victim.dc.dc_id
                 from confluent_kafka import Producer
 
-                producer = Producer(kafka.librdkafka())
+                producer = Producer(client_config(kafka))
+
+                def acked(err: Any, _msg: Any) -> None:
+                    progress.injected += err is None
+
                 honest = fleet.agents[0].dc.dc_id
                 for topic, key, value in _bad_messages(prefix, honest, clock.now()):
-                    producer.produce(topic, value, key=key, headers=[sign(value, keys[honest])])
+                    producer.produce(topic, value, key=key, headers=[sign(value, keys[honest])], on_delivery=acked)
                 # and a spoof: another DC's telemetry signed with this DC's key
                 spoof = fleet.agents[1].dc.dc_id
                 value = _bad_messages(prefix, spoof, clock.now())[1][2].replace(b": 99", b": 1")
-                producer.produce(prefix + "capacity", value, key=spoof.encode(), headers=[sign(value, keys[honest])])
+                producer.produce(prefix + "capacity", value, key=spoof.encode(), headers=[sign(value, keys[honest])],
+                                 on_delivery=acked)
                 producer.flush(10)
                 # the rest of the span, to its fixed end: a slow first half or a slow flush above
                 # shortens the second half instead of running the clock past the present
@@ -310,7 +339,7 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
 
         from confluent_kafka import Consumer
 
-        watcher = Consumer(kafka.librdkafka({"group.id": GROUP, "enable.auto.commit": False}))
+        watcher = Consumer(client_config(kafka, {"group.id": GROUP, "enable.auto.commit": False}))
         started = time.monotonic()
         thread = threading.Thread(target=drive, name="fleet", daemon=True)
         thread.start()
@@ -320,7 +349,7 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
                               lambda: _line(progress, started, minutes), transient=quiet) as live:
             while thread.is_alive() or progress.phase != "done":
                 progress.sim_now = clock.now() if thread.is_alive() else progress.sim_now
-                progress.published = fleet.outbox.counts.delivered
+                progress.live = fleet.outbox.counts.delivered
                 try:
                     progress.processed, progress.end, progress.dead = _offsets(watcher, prefix)
                 except Exception as exc:
@@ -331,7 +360,7 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
                     if progress.phase == "simulating":
                         progress.phase = "flushing the agents' spool"
                         fleet.close(timeout_s=60)
-                        progress.published = fleet.outbox.counts.delivered
+                        progress.live = fleet.outbox.counts.delivered
                         progress.phase = "worker catching up"
                         catch_up_deadline = time.monotonic() + 120
                     elif progress.end and progress.processed >= progress.end:
@@ -347,7 +376,9 @@ def run_demo(*, dcs: int, minutes: float, speed: float, seed: int, workdir: Path
 
         client, target = connect(url)
         report: dict[str, Any] = dict(build_report(client, target.database))
-        report["demo"] = {"published": progress.published, "processed": progress.processed,
+        report["demo"] = {"published": progress.published, "published_history": progress.history,
+                          "published_live": progress.live, "published_bad": progress.injected,
+                          "in_kafka": progress.end, "processed": progress.processed,
                           "dead_letters": progress.dead, "dark_dc": progress.dark_dc, "dcs": dcs,
                           "speed": speed, "store": store, "served": redact(url) if server else None,
                           "prefix": prefix}

@@ -330,6 +330,11 @@ def quiet(debug: bool) -> None:
         return
     for name in ("faust", "mode", "kafka", "confluent_kafka", "surplus.librdkafka", "agents.librdkafka"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # clickhouse-connect logs "Unexpected Http Driver Exception" before raising what the command
+    # turns into its one line
+    logging.getLogger("clickhouse_connect").setLevel(logging.CRITICAL)
+    # its retries (the caller says the outcome); clickhouse-connect sets "urllib3" itself on import
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     logging.getLogger("aiokafka").setLevel(logging.INFO)
 
 

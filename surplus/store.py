@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from surplus.errors import UserError
+from surplus.logs import reason
 from surplus.migrations import MIGRATIONS_DIR, migrate
 from surplus.paths import make_dir
 
@@ -129,6 +130,6 @@ def connect(url: str, database: str | None = None, *, create: bool = True) -> tu
                 f"the embedded store {target.dsn} is in use by another process "
                 "(a running worker or demo?); stop it, or query through it"
             ) from None
-        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        first = reason(text.strip().splitlines()[0]) if text.strip() else type(exc).__name__
         raise UserError(f"cannot reach ClickHouse at {redact(target.dsn)}: {first}") from None
     return client, target

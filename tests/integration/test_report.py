@@ -524,7 +524,7 @@ def test_terminal_report_via_the_cli(fleet: tuple[Any, Dataset],
 def test_empty_store_says_so(store: Any, capsys: pytest.CaptureFixture[str]) -> None:
     from surplus.cli import main
 
-    assert main(["report", "--url", store.url]) == 1
+    assert main(["report", "--url", store.url]) == 2  # nothing to report: not "differences found"
     err = capsys.readouterr().err
     assert err.strip() == "surplus: error: no data yet: run `surplus demo` or a worker"
 
@@ -590,8 +590,12 @@ def test_bad_at_is_one_line_without_traceback(at: str) -> None:
 
 
 def test_empty_store_from_the_console_script(tmp_path: Path) -> None:
+    missing = surplus("report", "--url", f"chdb://{tmp_path / 'missing'}")
+    assert missing.returncode == 2 and missing.stderr.startswith(f"surplus: error: no store at {tmp_path / 'missing'}")
+    assert missing.stderr.count("\n") == 1 and not (tmp_path / "missing").exists()
+    assert surplus("db", "migrate", "--url", f"chdb://{tmp_path / 'empty'}").returncode == 0
     run = surplus("report", "--url", f"chdb://{tmp_path / 'empty'}")
-    assert run.returncode == 1
+    assert run.returncode == 2
     assert run.stderr == "surplus: error: no data yet: run `surplus demo` or a worker\n"
 
 
