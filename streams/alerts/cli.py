@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import socket
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -61,14 +59,14 @@ def run(rules_path: Path | None, url: str | None, interval_s: float | None, once
     """
     from streams.alerts.engine import engine_from
     from streams.alerts.run import evaluate
+    from surplus.logs import configure
     from surplus.paths import default_clickhouse_url
     from surplus.store import connect
     from surplus.store import migrate as apply_migrations
 
-    logging.basicConfig(level=loglevel.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure(loglevel)
     rules = _rules(rules_path)
-    client, target = connect(url or default_clickhouse_url())
+    client, target = connect(url or default_clickhouse_url(), create=migrate)
     if migrate:
         try:
             apply_migrations(client, target.database)
@@ -92,7 +90,7 @@ def run(rules_path: Path | None, url: str | None, interval_s: float | None, once
                + (f"; stood by {done.standby} time(s) for another evaluator" if done.standby else "")
                + (f"; {done.failed} evaluation(s) failed" if done.failed else ""))
     if once and done.failed:
-        raise UserError("the evaluation failed (see the log above)", exit_code=1)
+        raise UserError("the evaluation failed (see the log above)")
 
 
 @alerts.command("check")

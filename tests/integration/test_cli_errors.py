@@ -17,6 +17,7 @@ from surplus.kafka.ports import free_port
 REPO = Path(__file__).resolve().parents[2]
 STORE_MISSING = "no store at"
 KAFKA_DOWN = "cannot reach Kafka at 127.0.0.1:{port}: Connection refused"
+SECRETS = {"SURPLUS_ALERTS_OPS_SECRET": "x", "SURPLUS_ALERTS_ENERGY_SECRET": "y"}  # of alerts.example.toml
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,12 @@ CASES: dict[str, Case] = {
                                    env={"SURPLUS_ALERT_RULES": ""}),
     "alerts/test-no-rules": Case(("alerts", "test", "--receiver", "ops"), 2, "no alert rules file",
                                  env={"SURPLUS_ALERT_RULES": ""}),
+    "alerts/run-store-missing": Case(("alerts", "run", "--once", "--no-migrate", "--rules", "schemas/alerts.example.toml",
+                                      "--url", "chdb://{tmp}/none"), 2, STORE_MISSING, env=SECRETS,
+                                     not_made="{tmp}/none"),
+    "alerts/run-parent-missing": Case(("alerts", "run", "--once", "--rules", "schemas/alerts.example.toml",
+                                       "--url", "chdb://{tmp}/missing/x"), 2, "its parent directory {tmp}/missing",
+                                      env=SECRETS, not_made="{tmp}/missing"),
     # api
     "api/store-missing": Case(("api", "--url", "chdb://{tmp}/none", "--port", "0"), 2, STORE_MISSING,
                               not_made="{tmp}/none"),
