@@ -51,8 +51,9 @@ def prepare(settings: WorkerSettings, *, migrate_store: bool = True) -> Prepared
         prices = PriceBook.load(settings.price_book)
     except (PriceBookError, OSError) as exc:
         raise UserError(f"price book: {exc}") from None
+    client, target = connect(settings.clickhouse_url, create=migrate_store)
     topics = Topics(settings.topic_prefix)
-    # Kafka first: an unreachable broker is one line before anything is created in the store
+    # both services answer before the store is migrated: an unreachable broker is the one line
     ensure_topics(
         settings.kafka,
         [*topics.telemetry, topics.deadletter],
@@ -62,7 +63,6 @@ def prepare(settings: WorkerSettings, *, migrate_store: bool = True) -> Prepared
     # faust's partition assignor elects its leader through this topic
     ensure_topics(settings.kafka, [f"{settings.group_id}-__assignor-__leader"],
                   partitions=1, replication=settings.replication_factor or -1)
-    client, target = connect(settings.clickhouse_url, create=migrate_store)
     if migrate_store and (applied := migrate(client, target.database)):
         log.info("applied %d migration(s): %s", len(applied),
                  applied[0] if len(applied) == 1 else f"{applied[0]} .. {applied[-1]}")

@@ -467,8 +467,9 @@ def demo(dcs: int, minutes: float, speed: float, seed: int, workdir: Path | None
 
     Starts the local Kafka broker (or uses KAFKA_BOOTSTRAP), the chDB store under var/demo/chdb
     served by `surplus store serve` (or CLICKHOUSE_URL's server), a stream worker writing through
-    it, and simulated agents for a national fleet: the 8 hubs
-    and 10 clusters plus other DCs, mixed NVIDIA/Ascend/Hygon/Cambricon/CPU pools, diurnal load,
+    it, and simulated agents for a national fleet: the DCs in turn over the 8 hubs, most at the
+    hubs' 10 clusters, the others elsewhere in a hub's provinces (none outside the hubs), mixed
+    NVIDIA/Ascend/Hygon/Cambricon/CPU pools, diurnal load,
     jobs from several tenants, each DC's energy mix from its province, one DC that goes dark
     midway and a few bad messages. First it publishes --backfill-days of past telemetry, so the
     forecast of idle devices has history. Shows live progress and ends with the national surplus

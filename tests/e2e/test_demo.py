@@ -102,6 +102,12 @@ def test_demo_report_equals_the_published_events(kafka_bootstrap: str, topic_pre
 
     events, dead = published(kafka_bootstrap, topic_prefix)
     assert dead == report["demo"]["dead_letters"] >= 5
+    # the counters agree: every event acknowledged is in Kafka and processed (issue #16)
+    counted = report["demo"]
+    assert counted["published"] == (counted["published_history"] + counted["published_live"]
+                                    + counted["published_bad"])
+    assert counted["published_bad"] == 6
+    assert counted["published"] <= counted["in_kafka"] == counted["processed"] == len(events) + dead
     assert len({e["data"]["dc_id"] for e in events}) == 40
     assert report["demo"]["dark_dc"]
     assert "error" not in report["dispatch"], report["dispatch"]  # the SPEC §8 sample request was answered

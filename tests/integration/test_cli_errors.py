@@ -121,7 +121,7 @@ CASES: dict[str, Case] = {
     # streams
     "streams/kafka-down": Case(("streams", "worker"), 2, KAFKA_DOWN,
                                env={"KAFKA_BOOTSTRAP": "127.0.0.1:{port}", "CLICKHOUSE_URL": "chdb://{tmp}/ch",
-                                    "SURPLUS_DATA_DIR": "{tmp}/faust"}, not_made="{tmp}/ch", slow=True),
+                                    "SURPLUS_DATA_DIR": "{tmp}/faust"}, not_made="{tmp}/faust", slow=True),
     "streams/bad-setting": Case(("streams", "worker"), 2, "partitions", env={"SURPLUS_PARTITIONS": "many"}),
     # the top level
     "surplus/unknown-command": Case(("frobnicate",), 2, "No such command 'frobnicate'"),
