@@ -65,7 +65,7 @@ def test_demo_progress_piped_is_plain_lines_then_the_final_table() -> None:
     console_out, err = io.StringIO(), io.StringIO()
     console = Console(file=console_out, width=80, color_system=None)
     assert not console.is_terminal
-    p = DemoProgress(phase="simulating", published=1234, processed=1000, end=1200)
+    p = DemoProgress(phase="simulating", history=1000, live=228, injected=6, processed=1000, end=1200)
     started = time.monotonic()
 
     def table() -> Table:
@@ -82,7 +82,8 @@ def test_demo_progress_piped_is_plain_lines_then_the_final_table() -> None:
     lines = err.getvalue().splitlines()
     assert len(lines) == 3
     assert lines[0].startswith("surplus demo: simulating; simulated —; ")
-    assert "published 1,234, processed 1,000, lag 200, dead letters 0" in lines[0]
+    assert ("published 1,234 (1,000 history, 228 live, 6 bad on purpose), processed 1,000 of the 1,200 "
+            "in Kafka, lag 200, dead letters 0") in lines[0]
     assert "\x1b" not in err.getvalue() + console_out.getvalue()
     assert console_out.getvalue().count("1,234") == 1  # the final table, once
 
