@@ -81,7 +81,8 @@ class BrokerWatch(ServiceWatch):
 
     def said_up(self, was: str, after_s: float) -> None:
         self.catching_up = True
-        self.log_line(f"{self.name} reachable again after {after_s:.0f} s; "
+        back = "reachable again" if was == UNREACHABLE_STATE else "ready"
+        self.log_line(f"{self.name} {back} after {after_s:.0f} s; "
                       f"sending the backlog of {self._backlog} events")
 
     def log_line(self, text: str) -> None:

@@ -178,3 +178,19 @@ def test_metrics_endpoint_serves_the_spool_and_delivery_figures(tmp_path: Path) 
     assert samples[("surplus_agent_spool_oldest_unsent_age_seconds", ())] == 0
     assert samples[("surplus_agent_delivery_errors_total", ())] == 0
     assert samples[("surplus_agent_broker_up", ())] == 1
+
+
+def test_a_fresh_broker_not_ready_then_ready_is_two_lines(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    mono = Tick()
+    watch = BrokerWatch("Kafka 127.0.0.1:9092", monotonic=mono)
+    for _ in range(50):  # the idempotent producer's GETPID while __consumer_offsets is created
+        watch.log(logging.WARNING, "%s [%s] %s", "GETPID", "rdkafka#producer-1",
+                  "[thrd:main]: Failed to acquire idempotence PID from broker 127.0.0.1:9092/1: "
+                  "Coordinator load in progress: retrying")
+    mono.t = 2
+    watch.delivered(backlog=228)
+    assert lines(caplog) == [
+        "Kafka 127.0.0.1:9092 not ready yet: the group coordinator is not ready yet (a new broker creates "
+        "__consumer_offsets first); events stay in the spool until it is back",
+        "Kafka 127.0.0.1:9092 ready after 2 s; sending the backlog of 228 events"]
