@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Final, cast
 
 from pydantic import ValidationError
 
@@ -22,8 +22,10 @@ from schemas.binding import Headers, Mode, Unsupported
 from schemas.catalogue import Catalogue, load_catalogue
 from schemas.events import (
     MAX_DEVICES,
+    Capacity,
     CapacityEvent,
     Event,
+    Power,
     PowerEvent,
 )
 from schemas.reasons import Reason, Reject
@@ -33,6 +35,8 @@ MAX_BYTES: Final = 64 * 1024
 FUTURE_TOLERANCE: Final = timedelta(seconds=300)
 SOURCES_TOLERANCE: Final = 0.001  # the three sources sum to facility energy within 0.1 %
 _ESCAPED_SURROGATE: Final = re.compile(rb"\\u[dD][89a-fA-F]")
+CAPACITY: Final = "cpn.capacity.v1"
+POWER: Final = "cpn.power.v1"
 
 
 class _Unchecked:
@@ -81,7 +85,7 @@ def decode(
         except (ValidationError, ValueError, RecursionError):
             pass
         else:
-            return _checked(fast, now, key, catalogue)
+            return checked(fast, now, key, catalogue)
     obj = _json_object(raw)
     if isinstance(obj, Reject):
         return obj
@@ -148,13 +152,14 @@ def _validated(
         return Reject(Reason.SCHEMA, first_error(exc))
     except (RecursionError, ValueError, TypeError) as exc:  # pathological input
         return Reject(Reason.SCHEMA, f"{type(exc).__name__}")
-    return _checked(event, now, key, catalogue)
+    return checked(event, now, key, catalogue)
 
 
-def _checked(
+def checked(
     event: Event, now: datetime, key: bytes | str | _Unchecked | None, catalogue: Catalogue | None
 ) -> Event | Reject:
-    """The checks after the model: cross-field rules, the clock, the catalogue."""
+    """The checks after the model: cross-field rules, the clock, the catalogue (also over the
+    fast path's twins of the models, schemas/fastdecode.py, which have the same `type`s)."""
     why = inconsistency(event, key)
     if why is not None:
         return Reject(Reason.INCONSISTENT, why)
@@ -162,8 +167,10 @@ def _checked(
         ahead = (event.time - now).total_seconds()
         return Reject(Reason.FUTURE_TIME, f"time is {ahead:.0f} s ahead of the receiver's clock")
     # capacity only: job events are metered for any model, priced from the price book (§3, §4)
-    if isinstance(event, CapacityEvent) and event.data.peak_tflops_per_device is None:
-        model = event.data.device_model
+    event_type: str = event.type  # a str, not the models' literals: the fast path's twins pass here too
+    capacity = event_type == CAPACITY or isinstance(event, CapacityEvent)
+    if capacity and cast(Capacity, event.data).peak_tflops_per_device is None:
+        model = cast(Capacity, event.data).device_model
         if model not in (catalogue or load_catalogue()):
             return Reject(
                 Reason.UNKNOWN_DEVICE_MODEL,
@@ -206,15 +213,16 @@ def inconsistency(event: Event, key: bytes | str | _Unchecked | None = UNCHECKED
         key_text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
         if key_text != data.dc_id:
             return f"message key {_short(key_text)} is not data.dc_id {data.dc_id!r}"
-    if isinstance(event, CapacityEvent):
-        c = event.data
+    event_type: str = event.type  # a str, not the models' literals: the fast path's twins pass here too
+    if event_type == CAPACITY or isinstance(event, CapacityEvent):
+        c = cast(Capacity, event.data)
         if not c.devices_allocated <= c.devices_online <= c.devices_total <= MAX_DEVICES:
             return (
                 f"needs devices_allocated <= devices_online <= devices_total <= {MAX_DEVICES}: "
                 f"{c.devices_allocated}, {c.devices_online}, {c.devices_total}"
             )
-    elif isinstance(event, PowerEvent):
-        p = event.data
+    elif event_type == POWER or isinstance(event, PowerEvent):
+        p = cast(Power, event.data)
         if p.facility_energy_kwh < p.it_energy_kwh:
             return f"facility_energy_kwh {p.facility_energy_kwh} < it_energy_kwh {p.it_energy_kwh}"
         s = p.sources_kwh

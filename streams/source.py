@@ -104,18 +104,20 @@ class FaustBatchSource:
         if not records:
             return out
         read_offset = self._read_offset
-        append = out.append
+        make = tuple.__new__  # Record's own constructor, without its Python-level __new__
+        extend = out.extend
         for tp, batch in records.items():
             if not batch:
                 continue
             floor = read_offset.get(tp)
-            for rec in batch:
-                if floor is not None and rec.offset < floor:
-                    continue  # already handed out in this generation (a re-fetch after a seek)
-                value = rec.value
-                append(Record(rec.topic, rec.partition, rec.offset, rec.key,
-                              value if value is not None else b"", tuple(rec.headers or ())))
             read_offset[tp] = batch[-1].offset + 1
+            if floor is not None and batch[0].offset < floor:
+                # already handed out in this generation (a re-fetch after a seek)
+                batch = [rec for rec in batch if rec.offset >= floor]
+            extend([make(Record, (rec.topic, rec.partition, rec.offset, rec.key,
+                                  b"" if rec.value is None else rec.value,
+                                  tuple(rec.headers) if rec.headers else ()))
+                    for rec in batch])
         return out
 
     async def commit(self, offsets: Mapping[TP, int]) -> bool:

@@ -39,6 +39,17 @@ Produce = Callable[[str, bytes | None, bytes, list[tuple[str, bytes]]], Awaitabl
 BatchObserver = Callable[[Batch, datetime], None]
 
 
+def next_offsets(records: Sequence[Record]) -> dict[TP, int]:
+    """{partition: the offset after the highest record of it}: what committing `records` means."""
+    highest: dict[tuple[str, int], int] = {}
+    get = highest.get
+    for record in records:
+        where = (record[0], record[1])  # (topic, partition), without attribute look-ups
+        if record[2] > get(where, -1):
+            highest[where] = record[2]
+    return {TP(topic, partition): offset + 1 for (topic, partition), offset in highest.items()}
+
+
 class Metrics:
     """Counts since start: in, accepted by type, rejected by reason, write latency, lag.
 
@@ -148,11 +159,7 @@ class Handler:
         elapsed_ms = (time.perf_counter() - started) * 1000
         for observer in self.observers:
             observer(batch, now)
-        offsets: dict[TP, int] = {}
-        for record in records:
-            tp = TP(record.topic, record.partition)
-            if record.offset + 1 > offsets.get(tp, -1):
-                offsets[tp] = record.offset + 1
+        offsets = next_offsets(records)
         self._count(batch, len(records), written, elapsed_ms, offsets)
         await self._maybe_flush_metrics(now)
         if self._held or not commit:
