@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 JARS   := var/cache/kafka-jars
 JARS_STAMP := $(JARS)/.resolved
 
-.PHONY: setup test test-docker lint demo bench fuzz clean help
+.PHONY: setup test test-docker lint demo bench loadtest fuzz clean help
 
 help:
 	@echo "make setup  - .venv with surplus[dev], Kafka jars from Maven (idempotent)"
@@ -17,6 +17,7 @@ help:
 	@echo "make test-docker - the tests that need a Docker engine (a real Grafana)"
 	@echo "make lint   - ruff and mypy"
 	@echo "make bench  - worker and agent benchmarks, as ratios against raw baselines"
+	@echo "make loadtest - the national load test (10,000 simulated DCs, 1 and 2 workers; ~40 min)"
 	@echo "make fuzz   - a longer fuzz run of decode"
 
 setup: $(STAMP) $(JARS_STAMP)
@@ -39,7 +40,7 @@ lint: setup
 	$(BIN)/mypy
 
 test: setup lint
-	$(BIN)/pytest -v --durations=15 -m "not docker"
+	$(BIN)/pytest -v --durations=15 -m "not docker and not loadtest"
 
 test-docker: setup
 	$(BIN)/pytest -v -m docker
@@ -50,6 +51,9 @@ demo: setup
 bench: setup
 	$(BIN)/python bench/worker_bench.py
 	$(BIN)/python bench/agent_bench.py
+
+loadtest: setup
+	$(BIN)/pytest -v -s -m loadtest tests/integration/test_loadtest.py
 
 fuzz: setup
 	$(BIN)/python tools/fuzz_decode.py --seconds 300

@@ -153,12 +153,10 @@ def process(
     for record in records:
         # the fast path answers for the common valid event (schemas/fastdecode.py); anything
         # else, and every signed event, takes decode's full path, which names the reason
-        fast = None if signed else decode_fast(record.value, record.key, record.headers, now, catalogue)
-        outcome: Event | FastEvent | Reject
-        if fast is not None:
-            outcome = fast
-        else:
-            outcome = decode(
+        outcome: Event | FastEvent | None = (
+            None if signed else decode_fast(record.value, record.key, record.headers, now, catalogue))
+        if outcome is None:
+            decoded = decode(
                 record.value,
                 now=now,
                 key=record.key,
@@ -166,9 +164,10 @@ def process(
                 verifier=verifier,
                 catalogue=catalogue,
             )
-        if isinstance(outcome, Reject):
-            batch.reject(record, outcome, now)
-            continue
+            if isinstance(decoded, Reject):
+                batch.reject(record, decoded, now)
+                continue
+            outcome = decoded
         batch.accepted[outcome.type] += 1
         kind = types[outcome.type]
         if kind.ledger:

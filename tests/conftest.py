@@ -230,3 +230,14 @@ def _with_database(url: str, database: str) -> str:
 def topic_prefix() -> str:
     """A topic prefix no other test uses."""
     return f"t{uuid.uuid4().hex[:10]}."
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The long load tests run only when asked for by marker (`make loadtest`: `-m loadtest`),
+    whatever else selects them (`make test`, a bare `pytest`)."""
+    if "loadtest" in (config.getoption("markexpr") or ""):
+        return
+    kept = [item for item in items if item.get_closest_marker("loadtest") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i.get_closest_marker("loadtest") is not None])
+        items[:] = kept
