@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -234,6 +235,17 @@ def wait_members(bootstrap: str, group: str, n: int, workers: list[Worker], time
     raise AssertionError(f"the group did not reach {n} members with partitions")
 
 
+def wait_handled(worker: Worker, timeout_s: float = 120) -> None:
+    """Until the worker logged its counts after a batch (`worker <id>: in=N ...`, N > 0), then a
+    moment for the counts' insert that follows the line."""
+    deadline = time.monotonic() + timeout_s
+    while not re.search(r"worker \S+: in=[1-9]", worker.tail(400)):
+        assert worker.alive(), f"worker died:\n{worker.tail()}"
+        assert time.monotonic() < deadline, f"the worker handled no batch:\n{worker.tail()}"
+        time.sleep(0.02)
+    time.sleep(0.3)
+
+
 def test_two_workers_on_one_served_store_are_exact_under_a_sigkill(setup: dict[str, Any]) -> None:
     """Scaling out: two workers in one group split the partitions and write into one store served
     by `surplus store serve`; one is SIGKILLed mid-stream, the other takes its partitions over;
@@ -244,13 +256,16 @@ def test_two_workers_on_one_served_store_are_exact_under_a_sigkill(setup: dict[s
     fleet = oracle.generate(seed=5)
     served = serve(s["tmp"] / "served", log=s["tmp"] / "serve.log")
     try:
-        small_batches = {"SURPLUS_BATCH_MAX_EVENTS": "300", "SURPLUS_BATCH_MAX_WAIT_MS": "50"}
+        # small batches, and the counts written with each batch's rows (so a worker that handled
+        # a batch has its pipeline_metrics row before it commits)
+        small_batches = {"SURPLUS_BATCH_MAX_EVENTS": "300", "SURPLUS_BATCH_MAX_WAIT_MS": "50",
+                         "SURPLUS_METRICS_INTERVAL_S": "0.01"}
         workers = [Worker(s["bootstrap"], s["prefix"], s["group"], served.url, s["tmp"] / f"w{i}.log",
                           SURPLUS_PRICE_BOOK=s["book"], **small_batches).start() for i in range(2)]
         try:
             wait_members(s["bootstrap"], s["group"], 2, workers)
             publish(s["bootstrap"], s["prefix"], fleet.messages)
-            wait_progress(s["bootstrap"], s["prefix"], s["group"], 0, workers[1])
+            wait_handled(workers[1])  # the victim wrote into the store before it dies
             workers[1].kill()  # mid-stream: its uncommitted batches are replayed by the other
             committed, end = offsets(s["bootstrap"], s["prefix"], s["group"])
             assert committed < end, "the kill should land while there was work left"
