@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -63,7 +64,8 @@ def prepare(settings: WorkerSettings, *, migrate_store: bool = True) -> Prepared
     # faust's partition assignor elects its leader through this topic
     ensure_topics(settings.kafka, [f"{settings.group_id}-__assignor-__leader"],
                   partitions=1, replication=settings.replication_factor or -1)
-    if migrate_store and (applied := migrate(client, target.database)):
+    days = settings.raw_retention_days
+    if migrate_store and (applied := migrate(client, target.database, retention_days=days)):
         log.info("applied %d migration(s): %s", len(applied),
                  applied[0] if len(applied) == 1 else f"{applied[0]} .. {applied[-1]}")
     verifier = None
@@ -118,6 +120,20 @@ def prepare(settings: WorkerSettings, *, migrate_store: bool = True) -> Prepared
 
     app.on_stop_hooks.append(_stop_waiting)
     app.on_stop_hooks.append(handler.flush_metrics)
+
+    if settings.rollup_interval_s > 0:
+        from surplus.rollup import rollup
+
+        async def _rollup() -> None:
+            try:
+                done = await asyncio.to_thread(rollup, client, target.database)
+            except Exception as exc:  # the relations stay exact without it: computed on the fly
+                log.warning("surplus roll-up failed: %s", str(exc).strip().splitlines()[0][:200])
+                return
+            if done.hours:
+                log.info("settled %d hour(s) of surplus roll-ups (%s .. %s)", done.hours, done.first, done.last)
+
+        app.timer(settings.rollup_interval_s)(_rollup)
 
     def _revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         handler.forget_jobs()

@@ -5,8 +5,10 @@ steps, each in one place:
 
 1. **split** (`split`): sqlparse cuts the file into statements, so a `;` inside a string literal
    or a comment does not end a statement; comment-only pieces are dropped.
-2. **render** (`render`): a statement's placeholders are filled in (today `{db}`, the database);
-   this is the one place a statement is rewritten before it is sent.
+2. **render** (`render`): a statement's placeholders are filled in (`{db}`, the database, and
+   `{raw_retention_days}`, SURPLUS_RAW_RETENTION_DAYS), and for `--cluster` the statement is
+   carried over to a cluster (surplus.cluster: one statement may become several); this is the
+   one place a statement is rewritten before it is sent. Checksums are of the files as written.
 3. **apply** (`migrate`): every statement that succeeds is recorded in
    `<db>.schema_migration_steps` (version, step, the statement's checksum) before the next one
    runs, and the file is recorded in `<db>.schema_migrations` (version, name, the file's
@@ -37,8 +39,10 @@ if TYPE_CHECKING:
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "schemas" / "clickhouse"
 _NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 
-# (statement as written, database) -> the statement to send
-Render = Callable[[str, str], str]
+# (statement as written, database) -> the statement(s) to send
+Render = Callable[[str, str], "str | list[str]"]
+RAW_RETENTION_ENV = "SURPLUS_RAW_RETENTION_DAYS"
+RAW_RETENTION_DEFAULT = 35
 
 
 class MigrationError(UserError):
@@ -64,9 +68,52 @@ def split(sql: str) -> list[str]:
     return out
 
 
-def render(statement: str, database: str) -> str:
-    """Fill a statement's placeholders: `{db}` -> the database name (a plain identifier)."""
-    return statement.replace("{db}", database)
+def raw_retention_days(value: str | int | None = None) -> int:
+    """SURPLUS_RAW_RETENTION_DAYS (default 35): whole days, 1..36500; UserError otherwise."""
+    import os
+
+    text = str(value if value is not None else os.environ.get(RAW_RETENTION_ENV, RAW_RETENTION_DEFAULT))
+    if not text.strip().isdigit() or not 1 <= int(text) <= 36500:
+        raise UserError(f"{RAW_RETENTION_ENV}={text!r}: give a whole number of days, 1 to 36500")
+    return int(text)
+
+
+def render(statement: str, database: str, *, retention_days: int = RAW_RETENTION_DEFAULT) -> str:
+    """Fill a statement's placeholders: `{db}` -> the database name (a plain identifier),
+    `{raw_retention_days}` -> the raw-sample retention in days."""
+    return statement.replace("{db}", database).replace("{raw_retention_days}", str(int(retention_days)))
+
+
+def renderer(*, retention_days: int | None = None, cluster: str | None = None,
+             directory: Path = MIGRATIONS_DIR) -> Render:
+    """The Render for a retention (default: the setting) and, optionally, a cluster."""
+    days = raw_retention_days(retention_days)
+    if cluster is None:
+        return lambda statement, database: render(statement, database, retention_days=days)
+    from surplus.cluster import check_name, render_statement, tables
+
+    check_name(cluster)
+    known: dict[str, set[str]] = {}
+
+    def to_cluster(statement: str, database: str) -> list[str]:
+        if database not in known:  # every table any migration creates, to route MVs to local tables
+            known[database] = tables([render(s, database, retention_days=days)
+                                      for m in load(directory) for s in m.statements])
+        return render_statement(render(statement, database, retention_days=days), cluster, known[database])
+
+    return to_cluster
+
+
+def rendered(database: str, render: Render, directory: Path = MIGRATIONS_DIR) -> list[tuple[str, list[str]]]:
+    """(label, statements to send) of every migration file, as `migrate` would send them."""
+    out = []
+    for migration in load(directory):
+        sent: list[str] = []
+        for statement in migration.statements:
+            result = render(statement, database)
+            sent.extend([result] if isinstance(result, str) else result)
+        out.append((migration.label, sent))
+    return out
 
 
 @dataclass(frozen=True)
@@ -107,27 +154,34 @@ def load(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return found
 
 
-def _bookkeeping(client: Client, database: str) -> None:
-    client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
-    client.command(
+def bookkeeping(database: str, cluster: str | None = None) -> list[str]:
+    """The statements that make the record of applied migrations (for one server or a cluster)."""
+    statements = [
+        f"CREATE DATABASE IF NOT EXISTS {database}",
         f"CREATE TABLE IF NOT EXISTS {database}.schema_migrations "
-        "(version UInt32, name String, applied_at DateTime64(3, 'UTC')) "
-        "ENGINE = ReplacingMergeTree ORDER BY version"
-    )
-    # tables made before checksums existed get the column; '' marks "not recorded yet"
-    client.command(
-        f"ALTER TABLE {database}.schema_migrations ADD COLUMN IF NOT EXISTS checksum String DEFAULT ''"
-    )
-    client.command(
+        "(version UInt32, name String, applied_at DateTime64(3, 'UTC')\n) "
+        "ENGINE = ReplacingMergeTree ORDER BY version",
+        # tables made before checksums existed get the column; '' marks "not recorded yet"
+        f"ALTER TABLE {database}.schema_migrations ADD COLUMN IF NOT EXISTS checksum String DEFAULT ''",
         f"CREATE TABLE IF NOT EXISTS {database}.schema_migration_steps "
-        "(version UInt32, step UInt32, checksum String, applied_at DateTime64(3, 'UTC')) "
-        "ENGINE = ReplacingMergeTree ORDER BY (version, step)"
-    )
+        "(version UInt32, step UInt32, checksum String, applied_at DateTime64(3, 'UTC')\n) "
+        "ENGINE = ReplacingMergeTree ORDER BY (version, step)",
+    ]
+    if cluster is None:
+        return statements
+    from surplus.cluster import render
+
+    return render(statements, cluster)
 
 
-def applied(client: Client, database: str) -> dict[int, str]:
+def _bookkeeping(client: Client, database: str, cluster: str | None = None) -> None:
+    for statement in bookkeeping(database, cluster):
+        client.command(statement)
+
+
+def applied(client: Client, database: str, cluster: str | None = None) -> dict[int, str]:
     """version -> recorded file checksum ('' if recorded before checksums) of applied migrations."""
-    _bookkeeping(client, database)
+    _bookkeeping(client, database, cluster)
     rows = client.query(
         f"SELECT version, argMax(checksum, applied_at) FROM {database}.schema_migrations GROUP BY version"
     ).result_rows
@@ -158,14 +212,19 @@ def _first_line(exc: BaseException) -> str:
 
 
 def migrate(
-    client: Client, database: str, *, directory: Path = MIGRATIONS_DIR, render: Render = render
+    client: Client, database: str, *, directory: Path = MIGRATIONS_DIR, render: Render | None = None,
+    retention_days: int | None = None, cluster: str | None = None,
 ) -> list[str]:
     """Apply what is not applied yet, in order; return the labels applied (empty: up to date).
 
+    `retention_days`: the raw retention rendered into the TTLs (default: SURPLUS_RAW_RETENTION_DAYS);
+    `cluster`: ON CLUSTER, replicated local tables and Distributed tables (surplus.cluster).
     Raises MigrationError (one line, naming the file) when an applied file or statement changed,
     or when a statement fails; the statements before it stay recorded, so a second run resumes."""
+    if render is None:
+        render = renderer(retention_days=retention_days, cluster=cluster, directory=directory)
     migrations = load(directory)
-    done = applied(client, database)
+    done = applied(client, database, cluster)
     steps = _steps(client, database)
     labels: list[str] = []
     for migration in migrations:
@@ -191,7 +250,9 @@ def migrate(
             if step in ran:
                 continue
             try:
-                client.command(render(statement, database))
+                sent = render(statement, database)
+                for part in [sent] if isinstance(sent, str) else sent:
+                    client.command(part)
             except Exception as exc:
                 raise MigrationError(
                     f"migration {migration.label} statement {step + 1} of {len(statements)} failed: "

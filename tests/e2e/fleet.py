@@ -322,6 +322,34 @@ def surplus(events: list[dict[str, Any]]) -> dict[str, dict[Any, dict[str, float
     return out
 
 
+HOURLY_FIGURES = ("idle_pflops_fp16", "idle_pflops_fp32", "idle_pflops_fp64")
+
+
+def hourly(minutes: dict[str, dict[Any, dict[str, float]]]) -> dict[str, dict[Any, dict[str, float]]]:
+    """SPEC §5 hourly relations over the minute snapshots of `surplus()`, keyed by hour (and hub or dc)."""
+    out: dict[str, dict[Any, dict[str, float]]] = {}
+    for level, rows in minutes.items():
+        groups: dict[Any, list[dict[str, float]]] = defaultdict(list)
+        for key, row in rows.items():
+            t = key if level == "national" else key[0]
+            hour = t.replace(minute=0, second=0, microsecond=0)
+            groups[hour if level == "national" else (hour, key[1])].append(row)
+        level_out: dict[Any, dict[str, float]] = {}
+        for key, group in groups.items():
+            n = len(group)
+            figures: dict[str, float] = {"minutes": n}
+            for f in HOURLY_FIGURES:
+                values = [r.get(f, 0.0) for r in group]
+                figures[f"{f}_avg"] = sum(values) / n
+                figures[f"{f}_min"] = min(values)
+                figures[f"{f}_max"] = max(values)
+            figures["online_pflops_fp16_avg"] = sum(r.get("online_pflops_fp16", 0.0) for r in group) / n
+            figures["idle_devices_avg"] = sum(r.get("idle_devices", 0) for r in group) / n
+            level_out[key] = figures
+        out[level] = level_out
+    return out
+
+
 def green(events: list[dict[str, Any]]) -> dict[str, dict[Any, dict[str, float]]]:
     regs = datacenters(events)
     out: dict[str, dict[Any, dict[str, float]]] = {"national": {}, "hub": {}, "dc": {}}
