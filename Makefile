@@ -16,7 +16,7 @@ help:
 	@echo "make test   - ruff, mypy and the whole pytest suite (real Kafka broker + chDB)"
 	@echo "make test-docker - the tests that need a Docker engine (a real Grafana)"
 	@echo "make lint   - ruff and mypy"
-	@echo "make bench  - worker and agent benchmarks, as ratios against raw baselines"
+	@echo "make bench  - worker, agent and read-side (national scale) benchmarks, as ratios"
 	@echo "make loadtest - the national load test (10,000 simulated DCs, 1 and 2 workers; ~40 min)"
 	@echo "make fuzz   - a longer fuzz run of decode"
 
@@ -51,6 +51,7 @@ demo: setup
 bench: setup
 	$(BIN)/python bench/worker_bench.py
 	$(BIN)/python bench/agent_bench.py
+	$(BIN)/python bench/read_bench.py
 
 loadtest: setup
 	$(BIN)/pytest -v -s -m loadtest tests/integration/test_loadtest.py

@@ -54,7 +54,19 @@ GRANT
     SELECT ON cpn.national_green_hourly,
     SELECT ON cpn.ledger,
     SELECT ON cpn.tenant_usage_daily,
-    SELECT ON cpn.ledger_statements TO cpn_province_reader;
+    SELECT ON cpn.ledger_statements,
+    SELECT ON cpn.pool_days,
+    SELECT ON cpn.power_hourly_samples,
+    SELECT ON cpn.dc_minute_rollup,
+    SELECT ON cpn.dc_hourly_rollup,
+    SELECT ON cpn.dc_surplus_hourly,
+    SELECT ON cpn.surplus_touched_hours,
+    SELECT ON cpn.surplus_rolled_hours,
+    SELECT ON cpn.surplus_hub_map,
+    SELECT ON cpn.surplus_unsettled_hours,
+    SELECT ON cpn.pool_minute_known,
+    SELECT ON cpn.dc_minute_live,
+    SELECT ON cpn.dc_minute_all TO cpn_province_reader;
 
 -- Every limit has a MIN as well as a MAX: 0 means "unlimited" to ClickHouse and passes a bare MAX.
 CREATE SETTINGS PROFILE OR REPLACE cpn_analyst_limits
@@ -82,7 +94,12 @@ CREATE ROW POLICY OR REPLACE cpn_all_rows ON
     cpn.pool_minute_state,
     cpn.dc_surplus_minute,
     cpn.dc_green_hourly,
-    cpn.ledger_statements
+    cpn.ledger_statements,
+    cpn.pool_days,
+    cpn.power_hourly_samples,
+    cpn.dc_minute_rollup,
+    cpn.dc_hourly_rollup,
+    cpn.dc_surplus_hourly
     FOR SELECT USING 1 AS PERMISSIVE TO ALL;
 
 -- Guizhou (CN-GZ). For another province set, copy this block and change the role name and the
@@ -95,7 +112,8 @@ CREATE ROW POLICY OR REPLACE cpn_province_cn_gz ON
     cpn.datacenters,
     cpn.pool_minute_state,
     cpn.dc_surplus_minute,
-    cpn.dc_green_hourly
+    cpn.dc_green_hourly,
+    cpn.dc_surplus_hourly
     FOR SELECT USING province IN ('CN-GZ') AS RESTRICTIVE TO cpn_province_cn_gz;
 
 CREATE ROW POLICY OR REPLACE cpn_province_cn_gz ON
@@ -105,7 +123,11 @@ CREATE ROW POLICY OR REPLACE cpn_province_cn_gz ON
     cpn.heartbeats,
     cpn.job_events,
     cpn.ledger_entries,
-    cpn.ledger_statements
+    cpn.ledger_statements,
+    cpn.pool_days,
+    cpn.power_hourly_samples,
+    cpn.dc_minute_rollup,
+    cpn.dc_hourly_rollup
     FOR SELECT USING dc_id IN (SELECT dc_id FROM cpn.registrations WHERE province IN ('CN-GZ'))
     AS RESTRICTIVE TO cpn_province_cn_gz;
 
