@@ -43,6 +43,10 @@ _NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 Render = Callable[[str, str], "str | list[str]"]
 RAW_RETENTION_ENV = "SURPLUS_RAW_RETENTION_DAYS"
 RAW_RETENTION_DEFAULT = 35
+# SPEC §5 keeps minute relations 400 days; the environment may lengthen it (the test fixtures,
+# dated in the past, would otherwise lose their minutes as ClickHouse writes them).
+MINUTE_RETENTION_ENV = "SURPLUS_MINUTE_RETENTION_DAYS"
+MINUTE_RETENTION_DEFAULT = 400
 
 
 class MigrationError(UserError):
@@ -78,18 +82,31 @@ def raw_retention_days(value: str | int | None = None) -> int:
     return int(text)
 
 
-def render(statement: str, database: str, *, retention_days: int = RAW_RETENTION_DEFAULT) -> str:
+def minute_retention_days() -> int:
+    """SURPLUS_MINUTE_RETENTION_DAYS (default 400, SPEC §5), 400..36500; UserError otherwise."""
+    import os
+
+    text = os.environ.get(MINUTE_RETENTION_ENV, str(MINUTE_RETENTION_DEFAULT))
+    if not text.strip().isdigit() or not MINUTE_RETENTION_DEFAULT <= int(text) <= 36500:
+        raise UserError(f"{MINUTE_RETENTION_ENV}={text!r}: give a whole number of days, 400 to 36500")
+    return int(text)
+
+
+def render(statement: str, database: str, *, retention_days: int = RAW_RETENTION_DEFAULT,
+           minute_days: int = MINUTE_RETENTION_DEFAULT) -> str:
     """Fill a statement's placeholders: `{db}` -> the database name (a plain identifier),
-    `{raw_retention_days}` -> the raw-sample retention in days."""
-    return statement.replace("{db}", database).replace("{raw_retention_days}", str(int(retention_days)))
+    `{raw_retention_days}` / `{minute_retention_days}` -> the raw / minute retention in days."""
+    return (statement.replace("{db}", database).replace("{raw_retention_days}", str(int(retention_days)))
+            .replace("{minute_retention_days}", str(int(minute_days))))
 
 
 def renderer(*, retention_days: int | None = None, cluster: str | None = None,
              directory: Path = MIGRATIONS_DIR) -> Render:
     """The Render for a retention (default: the setting) and, optionally, a cluster."""
     days = raw_retention_days(retention_days)
+    minutes = minute_retention_days()
     if cluster is None:
-        return lambda statement, database: render(statement, database, retention_days=days)
+        return lambda statement, database: render(statement, database, retention_days=days, minute_days=minutes)
     from surplus.cluster import check_name, render_statement, tables
 
     check_name(cluster)
@@ -97,9 +114,10 @@ def renderer(*, retention_days: int | None = None, cluster: str | None = None,
 
     def to_cluster(statement: str, database: str) -> list[str]:
         if database not in known:  # every table any migration creates, to route MVs to local tables
-            known[database] = tables([render(s, database, retention_days=days)
+            known[database] = tables([render(s, database, retention_days=days, minute_days=minutes)
                                       for m in load(directory) for s in m.statements])
-        return render_statement(render(statement, database, retention_days=days), cluster, known[database])
+        return render_statement(render(statement, database, retention_days=days, minute_days=minutes),
+                                cluster, known[database])
 
     return to_cluster
 

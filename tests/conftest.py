@@ -27,9 +27,10 @@ from hypothesis import settings as hypothesis_settings
 from tests.services import unavailable
 
 # The test fleets are dated (tests/e2e/fleet.py BASE): keep their raw samples whatever today's
-# date, as ClickHouse drops rows past their TTL as it writes them. Retention has its own test
+# date (raw and minute state), as ClickHouse drops rows past their TTL as it writes them. Retention has its own test
 # (tests/integration/test_relations_exact.py), which migrates with the default 35 days.
 os.environ.setdefault("SURPLUS_RAW_RETENTION_DAYS", "36500")
+os.environ.setdefault("SURPLUS_MINUTE_RETENTION_DAYS", "36500")
 
 # Property tests prove invariants, not speed: no per-example deadline (a loaded 2-core CI machine
 # would turn hypothesis's 200 ms default into a timed assertion).

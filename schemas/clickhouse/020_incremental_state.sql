@@ -10,7 +10,8 @@
 --                     the previous day is after T - 24 h;
 --   surplus_touched_hours  per hour, when a sample last changed a minute of it (reporting in
 --                     [time, time + 3*interval_s], known-ness in [time, time + 24 h]).
--- Raw samples are kept SURPLUS_RAW_RETENTION_DAYS ({raw_retention_days}) days, minute state 400.
+-- Raw samples are kept SURPLUS_RAW_RETENTION_DAYS ({raw_retention_days}) days, minute state
+-- {minute_retention_days} (SPEC §5: 400; the test fixtures, dated in the past, keep theirs).
 
 CREATE TABLE IF NOT EXISTS {db}.pool_days
 (
@@ -23,7 +24,7 @@ CREATE TABLE IF NOT EXISTS {db}.pool_days
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(day)
 ORDER BY (day, dc_id, pool_id)
-TTL day + toIntervalDay(401);
+TTL day + toIntervalDay({minute_retention_days} + 1);
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.pool_days_from_samples TO {db}.pool_days AS
 SELECT toDate(time) AS day, dc_id, pool_id, min(time) AS first_time, max(time) AS last_time
@@ -86,4 +87,4 @@ FROM {db}.power_samples FINAL;
 ALTER TABLE {db}.capacity_samples MODIFY TTL toDateTime(time) + toIntervalDay({raw_retention_days});
 ALTER TABLE {db}.power_samples MODIFY TTL toDateTime(time) + toIntervalDay({raw_retention_days});
 ALTER TABLE {db}.heartbeats MODIFY TTL toDateTime(time) + toIntervalDay({raw_retention_days});
-ALTER TABLE {db}.pool_minutes MODIFY TTL ts + toIntervalDay(400);
+ALTER TABLE {db}.pool_minutes MODIFY TTL ts + toIntervalDay({minute_retention_days});

@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS {db}.dc_minute_rollup
 ENGINE = ReplacingMergeTree(computed_at)
 PARTITION BY toYYYYMM(ts)
 ORDER BY (ts, dc_id)
-TTL ts + toIntervalDay(400);
+TTL ts + toIntervalDay({minute_retention_days});
 
 -- The hourly roll-ups, kept without limit. hub_hourly_rollup holds a row for every hub of
 -- every rolled hour (minutes = 0 where the hub had none), so a newer roll-up replaces them all.
@@ -123,7 +123,7 @@ FROM
 GROUP BY hour
 HAVING max(computed_from) <= max(touched_at)
     OR (argMax(hub_map, computed_from) != (SELECT hub_map FROM {db}.surplus_hub_map)
-        AND hour >= now() - toIntervalDay(400));
+        AND hour >= now() - toIntervalDay({minute_retention_days}));
 
 -- Per (minute, pool): the pool's state at every snapshot minute where it is known (SPEC §4):
 -- reporting (1) with the figures of its latest sample standing for the minute, or stale (0).
