@@ -261,10 +261,12 @@ def stale_pools_at(client: Client, database: str, scope: Scope) -> list[dict[str
     conditions = ["ts = {ts:DateTime('UTC')}", *_place(scope, params)]
     return _rows(
         client,
-        "SELECT dc_id, hub, province, toUInt64(sum(reporting)) AS pools_reporting, "
-        "toUInt64(count() - sum(reporting)) AS pools_stale "
-        f"FROM {database}.pool_minute_state {_where(conditions)} "
-        "GROUP BY dc_id, hub, province HAVING pools_stale > 0",
+        # per (minute, DC) rows, also of DCs with no reporting pool (the bounded path, SPEC §5)
+        "SELECT dc_id, hub, province, pools_reporting, pools_stale FROM ("
+        "SELECT _a.ts AS ts, _a.dc_id AS dc_id, if(_d.hub = '', 'none', _d.hub) AS hub, "
+        "_d.province AS province, _a.pools_reporting AS pools_reporting, _a.pools_stale AS pools_stale "
+        f"FROM {database}.dc_minute_all AS _a LEFT JOIN {database}.datacenters AS _d ON _d.dc_id = _a.dc_id "
+        f"WHERE _a.ts = {{ts:DateTime('UTC')}}) {_where(conditions)} AND pools_stale > 0",
         params,
     )
 
