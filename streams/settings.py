@@ -64,7 +64,7 @@ class WorkerSettings(BaseSettings):
     metrics_port: int | None = Field(
         None, ge=1, le=65535, description="serve Prometheus /metrics on this port (SPEC §7; none: off)")
     raw_retention_days: int = Field(
-        35, ge=1, le=36500, description="days raw samples are kept (rendered into the TTLs by the migrations)"
+        35, ge=1, le=20000, description="days raw samples are kept (rendered into the TTLs by the migrations)"
     )
     rollup_interval_s: float = Field(
         60.0, ge=0, description="how often the surplus roll-ups settle touched hours (0: never)"

@@ -47,6 +47,8 @@ RAW_RETENTION_DEFAULT = 35
 # dated in the past, would otherwise lose their minutes as ClickHouse writes them).
 MINUTE_RETENTION_ENV = "SURPLUS_MINUTE_RETENTION_DAYS"
 MINUTE_RETENTION_DEFAULT = 400
+# DateTime ends in 2106: a time plus more days than this wraps round to the past (an immediate TTL)
+RETENTION_MAX_DAYS = 20000
 
 
 class MigrationError(UserError):
@@ -73,22 +75,22 @@ def split(sql: str) -> list[str]:
 
 
 def raw_retention_days(value: str | int | None = None) -> int:
-    """SURPLUS_RAW_RETENTION_DAYS (default 35): whole days, 1..36500; UserError otherwise."""
+    """SURPLUS_RAW_RETENTION_DAYS (default 35): whole days, 1..RETENTION_MAX_DAYS (20000); UserError otherwise."""
     import os
 
     text = str(value if value is not None else os.environ.get(RAW_RETENTION_ENV, RAW_RETENTION_DEFAULT))
-    if not text.strip().isdigit() or not 1 <= int(text) <= 36500:
-        raise UserError(f"{RAW_RETENTION_ENV}={text!r}: give a whole number of days, 1 to 36500")
+    if not text.strip().isdigit() or not 1 <= int(text) <= RETENTION_MAX_DAYS:
+        raise UserError(f"{RAW_RETENTION_ENV}={text!r}: give a whole number of days, 1 to {RETENTION_MAX_DAYS}")
     return int(text)
 
 
 def minute_retention_days() -> int:
-    """SURPLUS_MINUTE_RETENTION_DAYS (default 400, SPEC §5), 400..36500; UserError otherwise."""
+    """SURPLUS_MINUTE_RETENTION_DAYS (default 400, SPEC §5), 400..RETENTION_MAX_DAYS; UserError otherwise."""
     import os
 
     text = os.environ.get(MINUTE_RETENTION_ENV, str(MINUTE_RETENTION_DEFAULT))
-    if not text.strip().isdigit() or not MINUTE_RETENTION_DEFAULT <= int(text) <= 36500:
-        raise UserError(f"{MINUTE_RETENTION_ENV}={text!r}: give a whole number of days, 400 to 36500")
+    if not text.strip().isdigit() or not MINUTE_RETENTION_DEFAULT <= int(text) <= RETENTION_MAX_DAYS:
+        raise UserError(f"{MINUTE_RETENTION_ENV}={text!r}: give a whole number of days, 400 to {RETENTION_MAX_DAYS}")
     return int(text)
 
 

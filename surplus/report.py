@@ -64,7 +64,8 @@ def report(url: str | None, at_text: str | None, hub: str | None, dc: str | None
            tenants_only: bool, fmt: str | None, as_json: bool, png_dir: Path | None,
            width_px: int, height_px: int, progress_s: float) -> None:
     """National, hub and DC idle compute (surplus), green share and PUE against the hub targets,
-    stale DCs, top tenants and dead letters, from ClickHouse.
+    stale DCs, top tenants and dead letters, from ClickHouse. The period is the 24 h to --at, or
+    to the latest event time in the store: a report reads that day, never the whole history.
 
     Exits 1 with "no data yet" on an empty store, 2 on bad options or an unreachable store. The
     embedded chDB store can be opened by one process at a time: stop a worker or demo using it

@@ -74,13 +74,24 @@ def _scope(
     ts = q.snapshot_minute(client, database, at)
     if at is not None and ts is None:
         raise UserError(f"no surplus snapshot at or before {iso(at)}")
-    if at is None:
-        return q.Scope(ts=ts, hub=hub, dc=dc), None
-    start = at - PERIOD
     hour = timedelta(hours=1)
+    if at is None:
+        # bounded by default (SPEC §5: a question reads its range): the 24 h to the latest event
+        # time in the store (the data's "now"); energy over the 24 hours up to the one under way
+        latest = q.data_time(client, database)
+        if latest is None:
+            return q.Scope(ts=ts, hub=hub, dc=dc), None
+        end = _utc(latest)
+        return q.Scope(ts=ts, start=end - PERIOD, end=end,
+                       hours=(_floor_hour(end) - PERIOD + hour, _floor_hour(end)), hub=hub, dc=dc), None
+    start = at - PERIOD
     first_hour = _floor_hour(start) + (hour if _floor_hour(start) < start else timedelta(0))
     return q.Scope(ts=ts, start=start, end=at, hours=(first_hour, _floor_hour(at - hour)),
                    hub=hub, dc=dc), at
+
+
+def _utc(moment: datetime) -> datetime:
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def _floor_hour(moment: datetime) -> datetime:

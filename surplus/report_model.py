@@ -31,7 +31,7 @@ class Span(TypedDict):
 
 @with_config(_CLOSED)
 class Period(TypedDict):
-    start: str | None  # (start, end]; null: all data
+    start: str | None  # (start, end]: the 24 h to --at or to the latest data; null: no data
     end: str | None
     hours: list[str | None] | None  # first and last whole hour inside the period
 

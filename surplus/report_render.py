@@ -50,7 +50,8 @@ def _title(report: Mapping[str, Any], what: str, console: Console) -> None:
         return f"{stamp[:16].replace('T', ' ')} UTC" if stamp else "—"
 
     period = report["period"]
-    span = "24 h to --at" if period["end"] else "all data"
+    span = ("24 h to --at" if report.get("requested_at") else
+            "24 h to the latest data; --at for another time" if period["end"] else "all data")
     where = ", ".join(f"{k} {v}" for k, v in report["filters"].items() if v) or "national"
     console.print(f"[bold]{what}[/] · snapshot {short(report['at'])} · {span} · {where}",
                   highlight=False)

@@ -28,9 +28,10 @@ from tests.services import unavailable
 
 # The test fleets are dated (tests/e2e/fleet.py BASE): keep their raw samples whatever today's
 # date (raw and minute state), as ClickHouse drops rows past their TTL as it writes them. Retention has its own test
-# (tests/integration/test_relations_exact.py), which migrates with the default 35 days.
-os.environ.setdefault("SURPLUS_RAW_RETENTION_DAYS", "36500")
-os.environ.setdefault("SURPLUS_MINUTE_RETENTION_DAYS", "36500")
+# (tests/integration/test_relations_exact.py), which migrates with the default 35 days. 20000 is
+# the most a DateTime TTL can add without wrapping round to the past (surplus/migrations.py).
+os.environ.setdefault("SURPLUS_RAW_RETENTION_DAYS", "20000")
+os.environ.setdefault("SURPLUS_MINUTE_RETENTION_DAYS", "20000")
 
 # Property tests prove invariants, not speed: no per-example deadline (a loaded 2-core CI machine
 # would turn hypothesis's 200 ms default into a timed assertion).

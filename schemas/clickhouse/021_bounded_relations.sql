@@ -220,7 +220,6 @@ DROP VIEW IF EXISTS {db}.hub_surplus_minute;
 DROP VIEW IF EXISTS {db}.dc_surplus_minute;
 DROP VIEW IF EXISTS {db}.pool_minute_state;
 DROP VIEW IF EXISTS {db}.pool_known_spans;
-DROP VIEW IF EXISTS {db}.pool_minute_latest;
 
 -- Per (minute, known pool), with the DC's hub and province (what `surplus report` lists as stale).
 CREATE VIEW IF NOT EXISTS {db}.pool_minute_state AS

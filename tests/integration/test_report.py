@@ -427,6 +427,31 @@ def test_top_and_stale_dcs(fleet: tuple[Any, Dataset]) -> None:
     assert {r["reason"]: r["count"] for r in report["deadletters"]["by_reason"]} == data.poison
 
 
+def test_default_period_is_the_24_h_to_the_latest_data(fleet: tuple[Any, Dataset],
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --at the report is bounded (SPEC §5): 24 h to the latest event time, the energy
+    of the 24 hours up to the one under way, the same tenants as --at that time, the latest
+    snapshot, and the title says which."""
+    from surplus.cli import main
+    from surplus.report import build_report
+
+    store, data = fleet
+    report = build_report(store.client, store.database)
+    data_time = max(_at(119, 40), *(t for t, *_ in data.power))
+    end = data_time.isoformat().replace("+00:00", "Z")
+    assert report["period"]["end"] == end
+    assert report["period"]["start"] == (data_time - timedelta(hours=24)).isoformat().replace("+00:00", "Z")
+    assert report["requested_at"] is None
+    hour = data_time.replace(minute=0, second=0, microsecond=0)
+    assert report["period"]["hours"] == [(hour - timedelta(hours=23)).isoformat().replace("+00:00", "Z"),
+                                         hour.isoformat().replace("+00:00", "Z")]
+    at = build_report(store.client, store.database, at=data_time)
+    for key in ("tenants", "tenants_total"):
+        assert report[key] == at[key], key  # type: ignore[literal-required]
+    assert main(["report", "--url", store.url]) == 0
+    assert "24 h to the latest data" in capsys.readouterr().out
+
+
 def test_at_reports_as_of_that_minute(fleet: tuple[Any, Dataset]) -> None:
     from surplus.report import build_report
 
