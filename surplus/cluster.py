@@ -72,10 +72,10 @@ def render_statement(statement: str, cluster: str, known_tables: set[str]) -> li
         return [f"DROP VIEW IF EXISTS {m.group(1)}.{m.group(2)} {on}"]
     if m := _ALTER.match(s):
         db, name, action = m.groups()
-        local = [f"ALTER TABLE {db}.{name}_local {on}\n    {action}"]
+        on_local = [f"ALTER TABLE {db}.{name}_local {on}\n    {action}"]
         if action.lstrip().startswith("MODIFY TTL"):
-            return local  # TTLs belong to the stored (local) tables only
-        return [*local, f"ALTER TABLE {db}.{name} {on}\n    {action}"]
+            return on_local  # TTLs belong to the stored (local) tables only
+        return [*on_local, f"ALTER TABLE {db}.{name} {on}\n    {action}"]
     if s.startswith("INSERT INTO"):
         return [s]  # a back-fill: through the Distributed tables, once for the whole cluster
     raise ClusterRenderError(f"no cluster rendering for: {s.splitlines()[0][:120]}")
