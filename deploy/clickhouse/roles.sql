@@ -21,7 +21,9 @@
 -- their own policy as well. A DC counts for a province when any of its registrations names it.
 -- The dead letters (raw payloads of every DC), pipeline metrics, alert state,
 -- schema_migrations(_steps) and the dispatcher's forecast (pool_idle_forecast, pool_sellable_24h:
--- the national platform's) are not granted to provincial analysts at all.
+-- the national platform's) and national_surplus_hourly / hub_surplus_hourly (their settled
+-- hours are national sums in national_hourly_rollup / hub_hourly_rollup, with no dc_id for a
+-- policy: a province reads dc_surplus_hourly) are not granted to provincial analysts at all.
 
 CREATE ROLE IF NOT EXISTS cpn_writer;
 GRANT SELECT, INSERT ON cpn.* TO cpn_writer;

@@ -493,7 +493,9 @@ def fleet(clickhouse_client: Any) -> Iterator[Fleet]:
     from surplus.dispatch.service import refresh
 
     assert refresh(clickhouse_client, database)[1] > 0  # the forecast and the sellable panel's table
-    yield Fleet(clickhouse_client, database, TimeRange(end - timedelta(hours=3), now))
+    # the range ends after the refresh: on a loaded machine a minute may pass while loading, and
+    # the sellable panel's made_at (the latest snapshot minute at refresh) must fall inside it
+    yield Fleet(clickhouse_client, database, TimeRange(end - timedelta(hours=3), datetime.now(UTC)))
     with contextlib.suppress(Exception):
         clickhouse_client.command(f"DROP DATABASE IF EXISTS {database}")
 

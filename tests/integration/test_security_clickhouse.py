@@ -32,7 +32,9 @@ ROLES_SQL = REPO / "deploy" / "clickhouse" / "roles.sql"
 A, B = "gz-guian-01", "bj-01"  # in CN-GZ and CN-BJ
 WITHHELD = {"dead_letters", "deadletter", "pipeline_metrics", "schema_migrations", "schema_migration_steps",
             # the dispatcher's forecast and sellable view: the national platform's, not a province's
-            "pool_idle_forecast", "pool_sellable_24h"}
+            "pool_idle_forecast", "pool_sellable_24h",
+            # national and hub hourly roll-ups hold national sums (no dc_id for a row policy)
+            "national_hourly_rollup", "hub_hourly_rollup", "national_surplus_hourly", "hub_surplus_hourly"}
 
 SETUP = r"""
 import asyncio, json, sys
