@@ -605,3 +605,29 @@ def test_variables_and_conditional_all_expand_like_grafana() -> None:
     assert expand(nested, {"hub": two}, WHEN) == "a IN (SELECT x FROM t WHERE h IN ('gba','o\\'k'))"
     with pytest.raises(ExpandError):
         template("${hub:nonsense}", {"hub": two}, WHEN)
+
+
+@pytest.mark.parametrize(("stem", "title"), [
+    ("national-surplus", "National idle and online FP16 PFLOPS (all hubs)"), ("data-center", "Idle PFLOPS")])
+def test_long_ranges_read_the_hourly_relations_with_the_same_figures(fleet: Fleet, stem: str, title: str) -> None:
+    """Over two days a panel reads the hourly relation (SPEC §5), whose exact means over the
+    minutes give the same hourly points as the minute relation does for a short range."""
+    dashboard = _load(REPO / "deploy" / "grafana" / "dashboards" / f"{stem}.json")
+    panel = next(p for p in dashboard["panels"] if p["title"] == title)
+    sql = panel["targets"][0]["rawSql"]
+    assert "_surplus_hourly" in sql and "_surplus_minute" in sql
+    short = TimeRange(fleet.when.start, fleet.when.end, interval_s=3600)
+    long = TimeRange(fleet.when.end - timedelta(days=3), fleet.when.end, interval_s=3600)
+    chosen = resolve_variables(dashboard, fleet.run, short, pick="first")
+    minute_rows = fleet.run(expand(sql, chosen, short)).rows
+    hourly_rows = fleet.run(expand(sql, chosen, long)).rows
+    assert minute_rows and len(hourly_rows) == len(minute_rows)
+    for a, b in zip(minute_rows, hourly_rows, strict=True):
+        assert a[0] == b[0]
+        assert list(b[1:]) == pytest.approx(list(a[1:]), rel=1e-9)
+    # the long range's points all come from the hourly relation: emptied, nothing is left
+    relation = re.search(r"FROM (cpn\.\w+_surplus_hourly)", sql)
+    assert relation is not None
+    emptied = sql.replace(relation.group(0), f"FROM (SELECT * FROM {relation.group(1)} WHERE 0)")
+    assert fleet.run(expand(emptied, chosen, long)).rows == []
+    assert fleet.run(expand(emptied, chosen, short)).rows == minute_rows
