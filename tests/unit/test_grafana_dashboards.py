@@ -22,6 +22,7 @@ RELATIONS = {  # SPEC §5, plus the workers' self-monitoring table
     "national_surplus_minute", "hub_surplus_minute", "dc_surplus_minute", "dc_green_hourly",
     "hub_green_hourly", "national_green_hourly", "ledger", "tenant_usage_daily", "datacenters",
     "agent_freshness", "deadletter", "pipeline_metrics",
+    "national_surplus_hourly", "hub_surplus_hourly", "dc_surplus_hourly",  # SPEC §5, long ranges
     "pool_idle_forecast", "pool_sellable_24h",  # the dispatcher's forecast and its sellable figures
 }
 TIMED = RELATIONS - {"datacenters", "agent_freshness"}  # each has a time column to filter on
