@@ -43,6 +43,8 @@ def questions() -> list[tuple[str, str, str]]:
         ("README: green by hub today", "today",
          "SELECT hub, sum(green_kwh) / sum(facility_kwh) AS green_share, sum(facility_kwh) / sum(it_kwh) AS pue "
          "FROM {db}.hub_green_hourly WHERE hour >= today() GROUP BY hub ORDER BY green_share"),
+        ("latest national minute (last hour)", "latest",
+         f"SELECT * FROM {{db}}.national_surplus_minute WHERE ts >= {HOUR} ORDER BY ts DESC LIMIT 1"),
         ("latest national minute (no filter)", "latest",
          "SELECT * FROM {db}.national_surplus_minute ORDER BY ts DESC LIMIT 1"),
     ]
@@ -267,9 +269,11 @@ def main(argv: list[str] | None = None) -> int:
             if rng == "1h" and not name.startswith("README"):
                 worst_hour = max(worst_hour, ratio)
             print(f"| {name} | {rng} | {a[0]:.3f} | {a[1]:,} | {b[0]:.3f} | {b[1]:,} | {ratio:.2f} |")
-        latest = results[large][("latest national minute (no filter)", "latest")][0]
+        latest = results[large][("latest national minute (last hour)", "latest")][0]
+        unbounded = results[large][("latest national minute (no filter)", "latest")][0]
         print(f"\nworst 'last hour' growth ratio over {growth:g}x the history: {worst_hour:.2f} (SPEC §5: <= 1.5)")
-        print(f"latest national minute at {args.pools} pools x {large:g} d: {latest:.3f} s (goal: < 1 s)")
+        print(f"latest national minute at {args.pools} pools x {large:g} d: {latest:.3f} s with a ts filter, "
+              f"{unbounded:.3f} s without (goal: < 1 s)")
         with_mv, bare = insert_cost(client, f"bench_{str(small).replace('.', '_')}",
                                     batches=5 if args.quick else 20, batch=20_000, at=end + timedelta(days=1))
         print(f"insert per capacity sample through the sink: {with_mv:.2f} µs with every MV, {bare:.2f} µs into "

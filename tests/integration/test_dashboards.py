@@ -616,8 +616,10 @@ def test_long_ranges_read_the_hourly_relations_with_the_same_figures(fleet: Flee
     panel = next(p for p in dashboard["panels"] if p["title"] == title)
     sql = panel["targets"][0]["rawSql"]
     assert "_surplus_hourly" in sql and "_surplus_minute" in sql
-    short = TimeRange(fleet.when.start, fleet.when.end, interval_s=3600)
-    long = TimeRange(fleet.when.end - timedelta(days=3), fleet.when.end, interval_s=3600)
+    # both ranges hold every minute of the fleet, also those its last samples stand for ahead
+    end = fleet.when.end + timedelta(minutes=10)
+    short = TimeRange(fleet.when.start, end, interval_s=3600)
+    long = TimeRange(end - timedelta(days=3), end, interval_s=3600)
     chosen = resolve_variables(dashboard, fleet.run, short, pick="first")
     minute_rows = fleet.run(expand(sql, chosen, short)).rows
     hourly_rows = fleet.run(expand(sql, chosen, long)).rows
