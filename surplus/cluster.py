@@ -19,6 +19,7 @@ _CREATE_TABLE = re.compile(
 )
 _CREATE_MV = re.compile(r"^CREATE MATERIALIZED VIEW IF NOT EXISTS (\w+)\.(\w+) TO (\w+)\.(\w+) AS\s(.*)$", re.S)
 _CREATE_VIEW = re.compile(r"^CREATE VIEW IF NOT EXISTS (\w+)\.(\w+) AS\s(.*)$", re.S)
+_REPLACE_VIEW = re.compile(r"^CREATE OR REPLACE VIEW (\w+)\.(\w+) AS\s(.*)$", re.S)
 _DROP_VIEW = re.compile(r"^DROP VIEW IF EXISTS (\w+)\.(\w+)$", re.S)
 _ALTER = re.compile(r"^ALTER TABLE (\w+)\.(\w+)\s+(.*)$", re.S)
 _ORDER_BY = re.compile(r"ORDER BY\s+(\(([^()]*)\)|[\w]+)")
@@ -68,6 +69,9 @@ def render_statement(statement: str, cluster: str, known_tables: set[str]) -> li
     if m := _CREATE_VIEW.match(s):
         db, name, body = m.groups()
         return [f"CREATE VIEW IF NOT EXISTS {db}.{name} {on} AS\n{body}"]
+    if m := _REPLACE_VIEW.match(s):
+        db, name, body = m.groups()
+        return [f"CREATE OR REPLACE VIEW {db}.{name} {on} AS\n{body}"]
     if m := _DROP_VIEW.match(s):
         return [f"DROP VIEW IF EXISTS {m.group(1)}.{m.group(2)} {on}"]
     if m := _ALTER.match(s):
