@@ -77,11 +77,12 @@ def _scope(
     hour = timedelta(hours=1)
     if at is None:
         # bounded by default (SPEC §5: a question reads its range): the 24 h to the latest event
-        # time in the store (the data's "now"); energy over the 24 hours up to the one under way
-        latest = q.data_time(client, database)
-        if latest is None:
+        # time in the store (the data's "now") or the latest snapshot minute, whichever is later
+        # (a sample stands for minutes after its time); energy over the 24 hours up to that one
+        latest = [_utc(t) for t in (q.data_time(client, database), ts) if t is not None]
+        if not latest:
             return q.Scope(ts=ts, hub=hub, dc=dc), None
-        end = _utc(latest)
+        end = max(latest)
         return q.Scope(ts=ts, start=end - PERIOD, end=end,
                        hours=(_floor_hour(end) - PERIOD + hour, _floor_hour(end)), hub=hub, dc=dc), None
     start = at - PERIOD

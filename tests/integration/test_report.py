@@ -429,24 +429,26 @@ def test_top_and_stale_dcs(fleet: tuple[Any, Dataset]) -> None:
 
 def test_default_period_is_the_24_h_to_the_latest_data(fleet: tuple[Any, Dataset],
                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    """Without --at the report is bounded (SPEC §5): 24 h to the latest event time, the energy
-    of the 24 hours up to the one under way, the same tenants as --at that time, the latest
-    snapshot, and the title says which."""
+    """Without --at the report is bounded (SPEC §5): 24 h to the latest event time or snapshot
+    minute, the energy of the 24 hours up to the one under way, the same snapshot and tenants as
+    --at that time, and the title says which."""
     from surplus.cli import main
     from surplus.report import build_report
 
     store, data = fleet
     report = build_report(store.client, store.database)
     data_time = max(_at(119, 40), *(t for t, *_ in data.power))
-    end = data_time.isoformat().replace("+00:00", "Z")
-    assert report["period"]["end"] == end
-    assert report["period"]["start"] == (data_time - timedelta(hours=24)).isoformat().replace("+00:00", "Z")
+    snapshot_minute = datetime.fromisoformat(report["at"].replace("Z", "+00:00"))
+    end = max(data_time, snapshot_minute)  # the last samples stand for minutes after their time
+    assert report["period"]["end"] == end.isoformat().replace("+00:00", "Z")
+    assert report["period"]["start"] == (end - timedelta(hours=24)).isoformat().replace("+00:00", "Z")
     assert report["requested_at"] is None
-    hour = data_time.replace(minute=0, second=0, microsecond=0)
+    hour = end.replace(minute=0, second=0, microsecond=0)
     assert report["period"]["hours"] == [(hour - timedelta(hours=23)).isoformat().replace("+00:00", "Z"),
                                          hour.isoformat().replace("+00:00", "Z")]
-    at = build_report(store.client, store.database, at=data_time)
-    for key in ("tenants", "tenants_total"):
+    assert report["national"]["range"]["last_ts"] == report["at"]  # every minute up to the snapshot
+    at = build_report(store.client, store.database, at=end)
+    for key in ("at", "tenants", "tenants_total", "top_dcs"):
         assert report[key] == at[key], key  # type: ignore[literal-required]
     assert main(["report", "--url", store.url]) == 0
     assert "24 h to the latest data" in capsys.readouterr().out
