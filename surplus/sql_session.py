@@ -79,8 +79,9 @@ class EmbeddedSession:
         from surplus.chserver.access import engine_config, reader
         from surplus.chserver.cli import declared_relations
         from surplus.chserver.engine import Engine, relations, run_settings
+        from surplus.store import is_store
 
-        if not (path / "metadata").is_dir():  # not a chDB store (opening it would make one)
+        if not is_store(path):  # opening what is not a chDB store would make one there
             raise UserError(f"no store at {path} (create one with `surplus db migrate --url chdb://{path}`)")
         analyst, profiles = reader(users_dir, database, user)
         served = _served(path)
