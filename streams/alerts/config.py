@@ -167,6 +167,26 @@ class UnpricedUsage(RuleBase):
     clear_after_s: Seconds = 3600.0
 
 
+# The agent's default spool bound (agents/settings.py `SpoolSettings.max_bytes`, 256 MiB) over
+# what one spooled event takes in the agent's own encoding: frame head (27 B) + key + compact
+# CloudEvent JSON, 439 B on average over an hour of the first 16 DCs of the simulated national
+# fleet (`agents.fleet.national_fleet(16)`: 38 312 events of registry, capacity, power, heartbeat
+# and job metering, 42 % capacity, 57 % jobs), measured through the agent's own spool;
+# tests/unit/test_alerts_spool.py measures it again. 256 MiB / 439 B = 611 745, rounded down.
+SPOOL_CAPACITY_EVENTS = 610_000
+
+
+class SpoolAtRisk(RuleBase):
+    """A DC's spool overflows within `within_s` at the growth of `spool_backlog_events` over its
+    heartbeats of the last `window_s` (a least-squares slope), against `capacity_events`."""
+
+    kind: Literal["spool_at_risk"]
+    within_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 3600.0
+    capacity_events: Annotated[int, Field(ge=1)] = SPOOL_CAPACITY_EVENTS
+    window_s: Annotated[float, Field(ge=60, le=3600)] = 600.0
+    for_s: Seconds = 120.0
+
+
 class LedgerRestated(RuleBase):
     """A closed hour's statement was restated (late data): one firing alert per restatement,
     sent by `surplus ledger close` when it issues the new version (it never resolves)."""
@@ -176,7 +196,7 @@ class LedgerRestated(RuleBase):
 
 Rule = Annotated[
     DcSilent | GreenShareBelow | PueAbove | SurplusAbove | SurplusBelow | DeadletterRateAbove
-    | UnpricedUsage | LedgerRestated,
+    | UnpricedUsage | LedgerRestated | SpoolAtRisk,
     Field(discriminator="kind"),
 ]
 
@@ -189,6 +209,7 @@ DEFAULT_NAMES = {
     "deadletter_rate_above": "DeadletterRateAbove",
     "unpriced_usage": "UnpricedUsage",
     "ledger_restated": "LedgerRestated",
+    "spool_at_risk": "SpoolAtRisk",
 }
 
 

@@ -5,7 +5,8 @@ the newest event time (`max(time)` of the time-partitioned periodic streams, ans
 parts' min/max index), when each DC last spoke (`agent_freshness`, one row per DC, for
 `dc_silent`), one closed hour of `dc_green_hourly`, one minute of `national_surplus_minute` /
 `hub_surplus_minute`, the `window_s` of `pipeline_metrics` (every worker's counters), the
-`clear_after_s` of unpriced ledger entries. National and hub figures are read from the whole
+`clear_after_s` of unpriced ledger entries, each DC's heartbeats of the last `window_s` (twice
+that back, for a DC whose clock is behind). National and hub figures are read from the whole
 store, whatever worker wrote which partition.
 """
 
@@ -15,7 +16,17 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from streams.alerts.snapshot import EPOCH, Counts, Energy, Idle, Needs, Snapshot, utc
+from streams.alerts.snapshot import (
+    EPOCH,
+    SPOOL_FUTURE,
+    Counts,
+    Energy,
+    Idle,
+    Needs,
+    Snapshot,
+    SpoolTrend,
+    utc,
+)
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -61,6 +72,7 @@ class StoreReads:
             deadletter={w: self.counts(wall - timedelta(seconds=w), wall)
                         for w in need.deadletter_windows_s},
             unpriced=self.unpriced(need.unpriced_since) if need.unpriced_since else {},
+            spool={w: self.spool(now, w) for w in need.spool_windows_s},
         )
 
     def hubs(self) -> dict[str, str]:
@@ -136,3 +148,29 @@ class StoreReads:
             "WHERE priced = 0 AND period_end > toDateTime64({since:String}, 3, 'UTC') "
             "GROUP BY dc_id, device_model", since=text(since))
         return {(str(dc), str(model)): utc(t) for dc, model, t in rows}
+
+    def spool(self, now: datetime, window_s: float) -> dict[str, SpoolTrend]:
+        """Per DC whose latest heartbeat is within `window_s` of stream time `now` (or up to
+        300 s ahead of it): the trend of `spool_backlog_events` over its heartbeats in the
+        `window_s` up to that latest one (`SpoolTrend`, sums for a least-squares slope). Reads
+        `heartbeats` in (now - 2 * window_s, now + 300 s], each `event_id` once."""
+        rows = self._query(
+            "SELECT dc_id, count(), sum(x), sum(y), sum(x * x), sum(x * y), -min(x), "
+            "argMax(b, t), max(t) FROM ("
+            " SELECT dc_id, t, b, toFloat64(b) AS y,"
+            " (toUnixTimestamp64Milli(t) - toUnixTimestamp64Milli(last)) / 1000.0 AS x FROM ("
+            "  SELECT dc_id, t, b, max(t) OVER (PARTITION BY dc_id) AS last FROM ("
+            "   SELECT dc_id, event_id, any(time) AS t, any(spool_backlog_events) AS b"
+            "   FROM {db}.heartbeats"
+            "   WHERE time > toDateTime64({lo:String}, 3, 'UTC')"
+            "   AND time <= toDateTime64({hi:String}, 3, 'UTC')"
+            "   GROUP BY dc_id, event_id))"
+            " WHERE last > toDateTime64({recent:String}, 3, 'UTC')"
+            " AND t > last - toIntervalMillisecond({window_ms:Int64})) "
+            "GROUP BY dc_id",
+            lo=text(now - 2 * timedelta(seconds=window_s)), hi=text(now + SPOOL_FUTURE),
+            recent=text(now - timedelta(seconds=window_s)), window_ms=int(window_s * 1000))
+        return {str(dc): SpoolTrend(n=int(n), sx=float(sx), sy=float(sy), sxx=float(sxx),
+                                    sxy=float(sxy), span_s=float(span), backlog=int(backlog),
+                                    last=utc(last))
+                for dc, n, sx, sy, sxx, sxy, span, backlog, last in rows}

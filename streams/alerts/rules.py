@@ -18,6 +18,7 @@ from streams.alerts.config import (
     PueAbove,
     RuleBase,
     RulesFile,
+    SpoolAtRisk,
     SurplusAbove,
     SurplusBelow,
     UnpricedUsage,
@@ -69,6 +70,8 @@ def findings(rule: RuleBase, snap: Snapshot) -> Iterator[Finding]:
         yield from deadletter_rate(rule, snap)
     elif isinstance(rule, UnpricedUsage):
         yield from unpriced(rule, snap)
+    elif isinstance(rule, SpoolAtRisk):
+        yield from spool_at_risk(rule, snap)
 
 
 def dc_silent(rule: DcSilent, snap: Snapshot) -> Iterator[Finding]:
@@ -194,3 +197,47 @@ def unpriced(rule: UnpricedUsage, snap: Snapshot) -> Iterator[Finding]:
             },
             (snap.now - last).total_seconds() < rule.clear_after_s,
         )
+
+
+def spool_at_risk(rule: SpoolAtRisk, snap: Snapshot) -> Iterator[Finding]:
+    """Per DC: at the growth of `spool_backlog_events` over its heartbeats of the last `window_s`
+    (least-squares slope), (capacity_events - backlog) / growth < within_s; or the backlog is at
+    or past `capacity_events` and not falling (the spool is overflowing). Not at risk once the
+    backlog stops growing below capacity, or falls; one heartbeat says nothing, unless its
+    backlog is 0."""
+    for dc_id, trend in sorted(snap.spool.get(rule.window_s, {}).items()):
+        growth, backlog, capacity = trend.growth_per_s, trend.backlog, rule.capacity_events
+        if growth is None and backlog > 0:
+            continue  # one heartbeat in the window: no growth to judge
+        growth = growth or 0.0
+        room = capacity - backlog
+        eta_s = max(room, 0) / growth if growth > 0 else None
+        active = (eta_s is not None and eta_s < rule.within_s) or (room <= 0 and growth >= 0)
+        hub = snap.hub(dc_id)
+        if room <= 0:
+            summary = f"Spool of DC {dc_id} is full ({backlog} of about {capacity} events)"
+        elif eta_s is not None:
+            summary = f"Spool of DC {dc_id} overflows in {_duration(eta_s)} at its current growth"
+        else:
+            summary = f"Spool of DC {dc_id} is not growing ({backlog} of about {capacity} events)"
+        yield (
+            f"dc={dc_id}",
+            {"dc_id": dc_id, "hub": hub},
+            {
+                "summary": summary,
+                "description": f"The agent of {dc_id} (hub {hub}) reports {backlog} undelivered "
+                f"events; its spool holds about {capacity}. Over its {trend.n} heartbeats of "
+                f"the last {trend.span_s:.0f} s to {iso(trend.last)} the backlog changed by "
+                f"{growth * 60:+.1f} events/min; the rule fires when it would be full within "
+                f"{_duration(rule.within_s)}.",
+            },
+            active,
+        )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

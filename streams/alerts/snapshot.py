@@ -18,6 +18,7 @@ from streams.alerts.config import (
     GreenShareBelow,
     PueAbove,
     RulesFile,
+    SpoolAtRisk,
     SurplusAbove,
     SurplusBelow,
     UnpricedUsage,
@@ -28,6 +29,10 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # unpriced entries are read this much further back than `clear_after_s`, so that the end of
 # unpriced usage is seen (and its alert resolved) even after the evaluator was down a while
 UNPRICED_LOOKBACK = timedelta(hours=24)
+
+# a heartbeat up to this far ahead of the stream clock is read (a DC's clock ahead of the others';
+# SPEC §3 rejects `future_time` past 300 s ahead of the receiver)
+SPOOL_FUTURE = timedelta(seconds=300)
 
 # (facility_kwh, it_kwh, green_kwh) of one DC in one hour
 Energy = tuple[float, float, float]
@@ -67,6 +72,7 @@ class Needs:
     hub_minutes: frozenset[datetime] = frozenset()
     deadletter_windows_s: frozenset[float] = frozenset()
     unpriced_since: datetime | None = None
+    spool_windows_s: frozenset[float] = frozenset()  # heartbeats of each DC, per window
 
 
 def needs(rules: RulesFile, now: datetime, wall: datetime) -> Needs:
@@ -77,6 +83,7 @@ def needs(rules: RulesFile, now: datetime, wall: datetime) -> Needs:
     national_minutes: set[datetime] = set()
     hub_minutes: set[datetime] = set()
     deadletter: set[float] = set()
+    spool: set[float] = set()
     for rule in rules.rule:
         if isinstance(rule, DcSilent):
             silence = True
@@ -89,8 +96,10 @@ def needs(rules: RulesFile, now: datetime, wall: datetime) -> Needs:
         elif isinstance(rule, UnpricedUsage):
             since = now - timedelta(seconds=rule.clear_after_s) - UNPRICED_LOOKBACK
             unpriced = since if unpriced is None else min(unpriced, since)
+        elif isinstance(rule, SpoolAtRisk):
+            spool.add(rule.window_s)
     return Needs(silence, frozenset(energy_hours), frozenset(national_minutes),
-                 frozenset(hub_minutes), frozenset(deadletter), unpriced)
+                 frozenset(hub_minutes), frozenset(deadletter), unpriced, frozenset(spool))
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +108,45 @@ class Counts:
 
     events: int
     rejected: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolTrend:
+    """One DC's heartbeats in the `window_s` up to its own latest one (its clock, so a DC whose
+    clock is off from the others' is judged on its own timeline): their count `n`, and the sums
+    of x (seconds before the latest heartbeat, <= 0), y (`spool_backlog_events`), x*x and x*y,
+    from which `growth_per_s` is the least-squares slope; `backlog` and `last` are the latest
+    heartbeat's. A duplicated heartbeat (the same `event_id`) counts once."""
+
+    n: int
+    sx: float
+    sy: float
+    sxx: float
+    sxy: float
+    span_s: float  # from the earliest heartbeat in the window to the latest
+    backlog: int
+    last: datetime
+
+    @property
+    def growth_per_s(self) -> float | None:
+        """d backlog / dt in events per second; None from one heartbeat (or one instant)."""
+        if self.n < 2 or self.span_s <= 0:
+            return None
+        spread = self.n * self.sxx - self.sx * self.sx
+        return (self.n * self.sxy - self.sx * self.sy) / spread if spread > 0 else None
+
+    @classmethod
+    def of(cls, beats: list[tuple[datetime, int]], window_s: float) -> SpoolTrend | None:
+        """The trend of (event time, spool_backlog_events) heartbeats, as `StoreReads.spool`
+        computes it in SQL (the reference for it); None without heartbeats."""
+        if not beats:
+            return None
+        last, backlog = max(beats)
+        xs = [((t - last).total_seconds(), float(b)) for t, b in set(beats)
+              if (last - t).total_seconds() < window_s]
+        return cls(n=len(xs), sx=sum(x for x, _ in xs), sy=sum(y for _, y in xs),
+                   sxx=sum(x * x for x, _ in xs), sxy=sum(x * y for x, y in xs),
+                   span_s=-min(x for x, _ in xs), backlog=backlog, last=last)
 
 
 @dataclass(frozen=True)
@@ -119,6 +167,8 @@ class Snapshot:
     deadletter: dict[float, Counts] = field(default_factory=dict)
     # (dc_id, device_model) -> the end of its latest unpriced ledger entry
     unpriced: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    # window_s -> dc_id -> its heartbeats' trend (DCs whose latest heartbeat is within window_s)
+    spool: dict[float, dict[str, SpoolTrend]] = field(default_factory=dict)
 
     def hub(self, dc_id: str) -> str:
         return self.hubs.get(dc_id) or "none"
