@@ -38,7 +38,8 @@ def test_example_loads_with_secrets_from_the_environment() -> None:
     assert rules.receiver_named("ops").secret_bytes() == b"ops-key"
     kinds = {r.kind for r in rules.rule}
     assert kinds == {"dc_silent", "green_share_below", "pue_above", "surplus_above",
-                     "surplus_below", "deadletter_rate_above", "unpriced_usage", "ledger_restated"}
+                     "surplus_below", "deadletter_rate_above", "unpriced_usage", "ledger_restated",
+                     "spool_at_risk"}
     silent = next(r for r in rules.rule if isinstance(r, DcSilent))
     assert silent.for_s == 120 and silent.alertname == "DcSilent"
     pue = next(r for r in rules.rule if isinstance(r, PueAbove))

@@ -88,7 +88,7 @@ def test_growth_is_a_slope_over_all_heartbeats_of_the_window() -> None:
     assert trend is not None and (trend.n, trend.span_s) == (20, 570)
     assert trend.growth_per_s == pytest.approx(1000 / 60, rel=1e-9)
     # one odd heartbeat at the end moves it by a fraction, not by its own jump
-    odd = SpoolTrend.of(beats[:-1] + [(s(600), 50_000 + 3000)], 600)
+    odd = SpoolTrend.of([*beats[:-1], (s(600), 53_000)], 600)
     assert odd is not None and odd.growth_per_s is not None
     assert 1000 / 60 < odd.growth_per_s < 1.5 * 1000 / 60
     old = [(s(-700), 0)]  # older than the window before the latest heartbeat: not in it
@@ -204,4 +204,4 @@ def test_the_default_capacity_is_the_default_spool_over_the_agents_event_size() 
             spool.close()
     per_event = nbytes / events
     assert SpoolSettings().max_bytes == 256 << 20
-    assert SPOOL_CAPACITY_EVENTS == pytest.approx((256 << 20) / per_event, rel=0.05)
+    assert pytest.approx((256 << 20) / per_event, rel=0.05) == SPOOL_CAPACITY_EVENTS
