@@ -132,7 +132,11 @@ def simulate_live(args: argparse.Namespace) -> dict[str, float]:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     cpu0 = time.process_time()
-    fleet.run_for(args.seconds, stop)
+    # the end is fixed on the clock from its start: building 10,000 agents takes minutes, and
+    # running `seconds` from after the build made the simulator overrun its phase by as much
+    left = args.seconds - (clock.now() - start).total_seconds()
+    if left > 0:
+        fleet.run_for(left, stop)
     fleet.close(60)
     counts = fleet.outbox.counts
     return {"spooled": counts.spooled, "delivered": counts.delivered, "cpu_s": time.process_time() - cpu0}
@@ -355,6 +359,11 @@ def run_phase(workers: int, args: argparse.Namespace, out: Any) -> Phase:
                     seconds=args.burst_span_s, speed=args.burst_span_s / args.burst_s,
                     start_ago=args.burst_span_s)))
                 burst_started = True
+            if elapsed > total_s + args.sim_grace_s:
+                for _, p in sims:  # a simulator past its end (a slow last pass): stopped, as an operator would
+                    if p.poll() is None:
+                        phase.notes.append(f"simulator {p.pid} overran its end by {args.sim_grace_s:g} s: stopped")
+                        p.send_signal(signal.SIGTERM)
             running = any(p.poll() is None for _, p in sims)
             name = "steady" if elapsed < args.steady_s else ("burst" if running else "drain")
             published, committed = offsets.read()
@@ -499,6 +508,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--burst-dcs", type=int, default=1250, help="DCs of the reconnecting region")
     parser.add_argument("--burst-span-s", type=float, default=1800.0, help="spooled seconds they drain")
     parser.add_argument("--drain-s", type=float, default=300.0)
+    parser.add_argument("--sim-grace-s", type=float, default=60.0,
+                        help="seconds a simulator may run past its end before it is sent SIGTERM")
     parser.add_argument("--sample-s", type=float, default=15.0)
     parser.add_argument("--probe-s", type=float, default=20.0)
     parser.add_argument("--probe-timeout-s", type=float, default=120.0)
