@@ -180,10 +180,11 @@ class Lines:
     def since(self, t: float) -> list[str]:
         return [ln for at, ln in self.lines if at >= t]
 
-    def wait_for(self, text: str, timeout_s: float) -> bool:
+    def wait_for(self, text: str, timeout_s: float, since: float = 0.0) -> bool:
+        """True once a line at or after `since` (monotonic) holds `text`."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if any(text in ln for _, ln in self.lines):
+            if any(text in ln for at, ln in self.lines if at >= since):
                 return True
             time.sleep(0.2)
         return False
@@ -207,7 +208,7 @@ def test_a_minute_without_the_broker_is_a_handful_of_lines(own_broker: LocalKafk
         during = lines.since(down_at)
         up_at = time.monotonic()
         own_broker.up(timeout_s=90)
-        assert lines.wait_for("caught up", 120), lines.since(down_at)
+        assert lines.wait_for("caught up", 120, since=up_at), lines.since(down_at)
         after = lines.since(up_at)
     finally:
         agent.send_signal(signal.SIGTERM)
