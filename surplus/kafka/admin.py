@@ -59,6 +59,9 @@ def _text(error: Any) -> str:
     return reason(text)
 
 
+CREATE_ATTEMPTS = 3  # creating topics: transient errors are tried this many times in all
+
+
 def ensure_topics(
     kafka: KafkaConnection | str,
     names: Iterable[str],
@@ -86,20 +89,34 @@ def ensure_topics(
         raise unreachable(admin, connection, exc.args[0], timeout_s) from None
     new = [n for n in wanted if n not in existing]
     created: list[str] = []
-    if new:
+    for attempt in range(1, CREATE_ATTEMPTS + 1):
+        if not new:
+            break
         futures = admin.create_topics(
             [NewTopic(n, num_partitions=partitions, replication_factor=replication) for n in new],
             operation_timeout=timeout_s, request_timeout=timeout_s,
         )
+        again: list[str] = []
         for name, future in futures.items():
             try:
                 future.result(timeout=timeout_s)
                 created.append(name)
             except KafkaException as exc:
                 error = exc.args[0]
-                if getattr(error, "code", lambda: None)() != KafkaError.TOPIC_ALREADY_EXISTS:
-                    text = error.str() if hasattr(error, "str") else str(error)
+                code = getattr(error, "code", lambda: None)()
+                if code == KafkaError.TOPIC_ALREADY_EXISTS:
+                    continue
+                text = error.str() if hasattr(error, "str") else str(error)
+                # a fresh cluster's node handles come and go while its controllers settle: a local
+                # (negative-code) or retriable error is tried again, a refusal is not
+                transient = (code is not None and code < 0) or bool(getattr(error, "retriable", lambda: False)())
+                if not transient or attempt == CREATE_ATTEMPTS:
                     raise UserError(f"cannot create topic {name}: {text}") from None
+                again.append(name)
+        new = again
+        if new:
+            time.sleep(attempt)
+            admin = admin_client(connection, timeout_s)
     if wait and wanted:
         _wait_for_leaders(admin, wanted, timeout_s)
     return created
