@@ -10,6 +10,13 @@ broker creates `__consumer_offsets`. Here all of it becomes one line per change 
     Kafka 127.0.0.1:9092 not ready yet: Coordinator load in progress   (INFO, once)
     Kafka 127.0.0.1:9092 ready                                  (INFO, once)
 
+A cluster (several bootstrap servers) is unreachable only when every broker is: one broker down
+is a line of its own, once per broker every BROKER_REPEAT_S (5 minutes), and the service's state stays up while
+the other brokers serve (its partitions move to new leaders):
+
+    Kafka a:9092,b:9092,c:9092: broker b:9092/2 unreachable: Connection refused; the other 2 brokers
+        of the cluster carry on
+
 and every raw line goes to the DEBUG level (`--loglevel debug` or SURPLUS_LOG_LEVEL=debug).
 
 * `ServiceWatch` is the state of one service (`watch("Kafka 127.0.0.1:1")` is shared by name).
@@ -66,6 +73,31 @@ _LIBRDKAFKA_LEVELS = {0: logging.CRITICAL, 1: logging.CRITICAL, 2: logging.CRITI
 
 OK, UNREACHABLE_STATE, NOT_READY_STATE = "ok", "unreachable", "not ready"
 
+# the one broker a connection error is about: librdkafka's "host:port/2: " or "host:port/bootstrap: "
+# prefix, aiokafka's "node with id 2" / "node_id=2" / "connect to "host:port""
+_LIBRDKAFKA_BROKER = re.compile(r"^(?P<broker>[^\s/]+:\d+/(?:\d+|bootstrap)): ")
+_AIOKAFKA_NODE = re.compile(r"node(?: with id |_id=)(?P<node>\d+)|connect to [\"']?(?P<addr>[^\s\"':]+:\d+)",
+                            re.IGNORECASE)
+BROKER_REPEAT_S = 300.0
+
+
+def broker_of(text: str) -> str | None:
+    """The broker a client's connection error names (`b:9092/2`, `node 2`, `b:9092`), or None
+    when the text is about the cluster as a whole (`3/3 brokers are down`)."""
+    text = " ".join(_THREAD.sub("", text).split())
+    if match := _LIBRDKAFKA_BROKER.match(text):
+        return match.group("broker")
+    if match := _AIOKAFKA_NODE.search(text):
+        return f"node {match.group('node')}" if match.group("node") else match.group("addr")
+    return None
+
+
+def members_of(name: str) -> int:
+    """How many servers a service called "Kafka a:9092,b:9092,c:9092" lists (1 for any other name)."""
+    if not name.startswith("Kafka "):
+        return 1
+    return max(1, len([s for s in name[len("Kafka "):].split(",") if s.strip()]))
+
 
 def classify(text: str) -> str | None:
     """UNREACHABLE_STATE, NOT_READY_STATE or None (not about the service's availability)."""
@@ -101,8 +133,11 @@ class ServiceWatch:
     INFO for not ready and ready). Thread-safe (librdkafka's callbacks, the asyncio loop)."""
 
     def __init__(self, name: str, *, logger: logging.Logger = SERVICE_LOG, quiet: bool = False,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, brokers: int | None = None) -> None:
         self.name = name
+        # servers in the bootstrap list: above 1, one broker's error is not the service's state
+        self.brokers = brokers if brokers is not None else members_of(name)
+        self.broker_lines: dict[str, float] = {}  # broker -> when its last line was said
         self.logger = logger
         self.quiet = quiet  # the lines at DEBUG: the caller says it in its own error line
         self._mono = monotonic
@@ -129,6 +164,21 @@ class ServiceWatch:
         self.said_down(kind, why)
         return True
 
+    def connection_trouble(self, kind: str, text: str) -> bool:
+        """A client's connection error: the service's trouble, or, when the bootstrap lists several
+        brokers and the text names one of them, that broker's line (once per broker every
+        BROKER_REPEAT_S; the state is unchanged). True when a line was said."""
+        broker = broker_of(text) if self.brokers > 1 and kind == UNREACHABLE_STATE else None
+        if broker is None:
+            return self.trouble(kind, text)
+        now = self._mono()
+        with self._lock:
+            if now - self.broker_lines.get(broker, -1e18) < BROKER_REPEAT_S:
+                return False
+            self.broker_lines[broker] = now
+        self.said_broker_down(broker, reason(text))
+        return True
+
     def ok(self) -> bool:
         """The service answered; True when it was down or not ready (a line)."""
         with self._lock:
@@ -136,6 +186,7 @@ class ServiceWatch:
                 return False
             was, since = self.state, self.since
             self.state, self.since, self.changes = OK, None, self.changes + 1
+            self.broker_lines.clear()  # after a whole outage, each broker's next failure is news
         self.said_up(was, self._mono() - since if since is not None else 0.0)
         return True
 
@@ -151,6 +202,11 @@ class ServiceWatch:
             self._say(logging.WARNING, f"{self.name} reachable again after {after_s:.0f} s")
         else:
             self._say(logging.INFO, f"{self.name} ready")
+
+    def said_broker_down(self, broker: str, why: str) -> None:
+        others = self.brokers - 1
+        self._say(logging.WARNING, f"{self.name}: broker {broker} unreachable: {why}; the other {others} "
+                                   f"broker{'s' if others != 1 else ''} of the cluster carry on")
 
     def _say(self, level: int, text: str) -> None:
         self.logger.log(logging.DEBUG if self.quiet else level, "%s", text)
@@ -212,7 +268,7 @@ class LibrdkafkaLog:
         self.logger.debug("%s", text)
         kind = classify(text)
         if kind is not None:
-            self.service.trouble(kind, message)
+            self.service.connection_trouble(kind, message)
         elif level >= logging.WARNING and self.once.first(text):
             self.logger.log(level, "librdkafka: %s", _THREAD.sub("", message)[:300])
 
@@ -222,7 +278,7 @@ class LibrdkafkaLog:
         self.logger.debug("error_cb %s: %s", name, text)
         kind = classify(name) or classify(text)
         if kind is not None:
-            self.service.trouble(kind, text)
+            self.service.connection_trouble(kind, text)
         elif self.once.first(f"{name}: {text}"):
             self.logger.warning("Kafka: %s: %s", name, text[:300])
 
@@ -279,7 +335,7 @@ class Collapse(logging.Filter):
             text = f"{text} {type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
         kind = classify(text)
         if kind is not None and self.service is not None:
-            self.service.trouble(kind, text)  # a change is said by the watch; this is its detail
+            self.service.connection_trouble(kind, text)  # a change is said by the watch; this is its detail
             return self.debug
         if READY.search(text) and self.service is not None:
             self.service.ok()

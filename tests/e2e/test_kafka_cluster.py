@@ -201,7 +201,8 @@ def test_a_broker_killed_mid_stream_loses_nothing_and_stops_no_agent(cluster: ob
             time.sleep(1)
         assert offsets(bootstrap, topic_prefix, group)[0] >= 300, worker.tail()
 
-        victim = cluster.node(busiest_leader(bootstrap, topic_prefix))
+        victim_id = busiest_leader(bootstrap, topic_prefix)
+        victim = cluster.node(victim_id)
         pid = victim.status()["pid"]
         os.kill(pid, signal.SIGKILL)  # mid-stream: agents publishing, the worker consuming
         while victim.is_running():
@@ -242,6 +243,9 @@ def test_a_broker_killed_mid_stream_loses_nothing_and_stops_no_agent(cluster: ob
             n_spooled, n_delivered, left = (int(stopped.split("stopped: ")[1].split()[i]) for i in (0, 2, 4))
             assert left == 0 and n_delivered >= n_spooled > 0, stopped
             spooled += n_spooled
+            # one broker of three down is that broker's line, never "the cluster is unreachable"
+            assert f"Kafka {bootstrap} unreachable" not in text, text[-3000:]
+            assert f"broker {victim.bootstrap()}/" in text, text[-3000:]  # its id, or "bootstrap"
         wait_caught_up(bootstrap, topic_prefix, group, worker, timeout_s=300)
     finally:
         for proc, _spool, _log in agents.values():

@@ -73,6 +73,67 @@ def test_302_librdkafka_lines_are_one_and_back_is_one_more() -> None:
     assert hooks.errors == 604
 
 
+CLUSTER = "127.0.0.1:39092,127.0.0.1:39093,127.0.0.1:39094"
+DOWN_2 = ("%s [%s] %s", "FAIL", "rdkafka#producer-1", "[thrd:127.0.0.1:39093/2]: 127.0.0.1:39093/2: Connect to "
+          "ipv4#127.0.0.1:39093 failed: Connection refused (after 0ms in state CONNECT, 4 identical error(s) "
+          "suppressed)")
+
+
+def test_one_broker_of_a_cluster_down_is_that_brokers_line_not_the_clusters() -> None:
+    out = io.StringIO()
+    logger = logging.getLogger("test.service.cluster")
+    logger.handlers[:] = [logging.StreamHandler(out)]
+    logger.propagate, logger.level = False, logging.INFO
+    mono = Tick()
+    watch = logs.ServiceWatch(logs.kafka_service(CLUSTER), logger=logger, monotonic=mono)
+    hooks = logs.LibrdkafkaLog(watch, logger=logger)
+    assert watch.brokers == 3
+    for i in range(200):  # librdkafka retrying the dead broker for 100 s
+        mono.t = i / 2
+        hooks.log(logging.ERROR, *DOWN_2)
+        hooks.error("_TRANSPORT", DOWN_2[3].split("]: ", 1)[1])
+        hooks.log(logging.WARNING, "%s [%s] %s", "FAIL", "rdkafka#producer-1",
+                  "[thrd:127.0.0.1:39093/2]: 127.0.0.1:39093/2: Disconnected (after 8ms in state UP)")
+    assert watch.up and not watch.ok()  # the service never went down: no "reachable again"
+    assert out.getvalue().splitlines() == [
+        f"Kafka {CLUSTER}: broker 127.0.0.1:39093/2 unreachable: Connection refused; the other 2 brokers of "
+        "the cluster carry on"]
+    mono.t = 100 + logs.BROKER_REPEAT_S  # still failing five minutes on: said again
+    hooks.log(logging.ERROR, *DOWN_2)
+    assert len(out.getvalue().splitlines()) == 2
+    # every broker down is the cluster down, and back is one line
+    hooks.error("_ALL_BROKERS_DOWN", "3/3 brokers are down")
+    mono.t += 30
+    assert watch.ok()
+    assert out.getvalue().splitlines()[2:] == [f"Kafka {CLUSTER} unreachable: all brokers are down",
+                                               f"Kafka {CLUSTER} reachable again after 30 s"]
+
+
+def test_aiokafka_losing_one_broker_of_a_cluster_names_it(stream: io.StringIO) -> None:
+    logs.configure("info", stream=stream, kafka=CLUSTER)
+    client = logging.getLogger("aiokafka.client")
+    for _ in range(50):
+        client.error("Unable connect to node with id 2: [Errno 111] Connect call failed ('127.0.0.1', 39093)")
+        client.warning("Unable to request metadata from node with id 2: KafkaConnectionError()")
+    assert lines(stream) == [f"Kafka {CLUSTER}: broker node 2 unreachable: Connect call failed; the other 2 brokers of the "
+                             "cluster carry on"]
+    assert logs.watch(logs.kafka_service(CLUSTER)).up
+    client.error("Unable to update metadata from [1, 2, 3]")  # none answered: the cluster
+    assert lines(stream)[-1] == f"Kafka {CLUSTER} unreachable: Unable to update metadata from [1, 2, 3]"
+
+
+def test_the_broker_a_text_names() -> None:
+    assert logs.broker_of(DOWN_2[3]) == "127.0.0.1:39093/2"
+    assert logs.broker_of("127.0.0.1:39092/bootstrap: Connect to ipv4#127.0.0.1:39092 failed") \
+        == "127.0.0.1:39092/bootstrap"
+    assert logs.broker_of('Unable connect to "127.0.0.1:39094": [Errno 111] Connect call failed') \
+        == "127.0.0.1:39094"
+    assert logs.broker_of("3/3 brokers are down") is None
+    assert logs.broker_of("Unable to update metadata from [1, 2]") is None
+    assert logs.members_of("Kafka a:1,b:2") == 2 and logs.members_of("Kafka a:1") == 1
+    assert logs.members_of("ClickHouse http://x:8123") == 1
+
+
 def test_the_detail_is_at_debug() -> None:
     out = io.StringIO()
     logger = logging.getLogger("test.service.debug")
