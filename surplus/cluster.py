@@ -31,7 +31,12 @@ class ClusterRenderError(ValueError):
 
 def tables(statements: list[str]) -> set[str]:
     """The names of the tables the statements create (unqualified)."""
-    return {m.group(2) for s in statements if (m := _CREATE_TABLE.match(s))}
+    return {m.group(2) for s in statements if (m := _CREATE_TABLE.match(_code(s)))}
+
+
+def _code(statement: str) -> str:
+    """The statement without its comment lines (a file's header comment precedes its first one)."""
+    return "\n".join(ln for ln in statement.splitlines() if not ln.lstrip().startswith("--")).strip()
 
 
 def _sharding_key(columns: str, rest: str) -> str:
@@ -47,7 +52,7 @@ def _sharding_key(columns: str, rest: str) -> str:
 def render_statement(statement: str, cluster: str, known_tables: set[str]) -> list[str]:
     """One single-server statement -> its cluster statements (in order)."""
     on = f"ON CLUSTER {cluster}"
-    s = "\n".join(ln for ln in statement.splitlines() if not ln.lstrip().startswith("--")).strip()
+    s = _code(statement)
     if m := _CREATE_DB.match(s):
         return [f"CREATE DATABASE IF NOT EXISTS {m.group(1)} {on}"]
     if m := _CREATE_TABLE.match(s):

@@ -68,7 +68,9 @@ GRANT
     SELECT ON cpn.surplus_unsettled_hours,
     SELECT ON cpn.pool_minute_known,
     SELECT ON cpn.dc_minute_live,
-    SELECT ON cpn.dc_minute_all TO cpn_province_reader;
+    SELECT ON cpn.dc_minute_all,
+    SELECT ON cpn.dc_last_seen,
+    SELECT ON cpn.dc_spool_backlog TO cpn_province_reader;
 
 -- Every limit has a MIN as well as a MAX: 0 means "unlimited" to ClickHouse and passes a bare MAX.
 CREATE SETTINGS PROFILE OR REPLACE cpn_analyst_limits
@@ -101,7 +103,9 @@ CREATE ROW POLICY OR REPLACE cpn_all_rows ON
     cpn.power_hourly_samples,
     cpn.dc_minute_rollup,
     cpn.dc_hourly_rollup,
-    cpn.dc_surplus_hourly
+    cpn.dc_surplus_hourly,
+    cpn.dc_last_seen,
+    cpn.dc_spool_backlog
     FOR SELECT USING 1 AS PERMISSIVE TO ALL;
 
 -- Guizhou (CN-GZ). For another province set, copy this block and change the role name and the
@@ -129,7 +133,9 @@ CREATE ROW POLICY OR REPLACE cpn_province_cn_gz ON
     cpn.pool_days,
     cpn.power_hourly_samples,
     cpn.dc_minute_rollup,
-    cpn.dc_hourly_rollup
+    cpn.dc_hourly_rollup,
+    cpn.dc_last_seen,
+    cpn.dc_spool_backlog
     FOR SELECT USING dc_id IN (SELECT dc_id FROM cpn.registrations WHERE province IN ('CN-GZ'))
     AS RESTRICTIVE TO cpn_province_cn_gz;
 

@@ -59,7 +59,8 @@ def test_every_cluster_statement_parses_in_clickhouse(clickhouse_client: Any) ->
     # materialized views fire on the shard-local tables
     views = [s for s in statements if s.startswith("CREATE MATERIALIZED VIEW")]
     assert views and all(re.search(r" TO cpn\.\w+_local AS", s)
-                         and ("FROM cpn.capacity_samples_local" in s or "FROM cpn.power_samples_local" in s)
+                         and re.search(r"FROM cpn\.(capacity_samples|power_samples|registrations|heartbeats|"
+                                       r"job_events)_local\b", s)
                          for s in views)
 
 
