@@ -74,10 +74,10 @@ _LIBRDKAFKA_LEVELS = {0: logging.CRITICAL, 1: logging.CRITICAL, 2: logging.CRITI
 OK, UNREACHABLE_STATE, NOT_READY_STATE = "ok", "unreachable", "not ready"
 
 # the one broker a connection error is about: librdkafka's "host:port/2: " or "host:port/bootstrap: "
-# prefix, aiokafka's "node with id 2" / "node_id=2" / "connect to "host:port""
+# prefix, aiokafka's "node with id 2" / "node_id=2" / "fetch messages from 2:" / "connect to "host:port""
 _LIBRDKAFKA_BROKER = re.compile(r"^(?P<broker>[^\s/]+:\d+/(?:\d+|bootstrap)): ")
-_AIOKAFKA_NODE = re.compile(r"node(?: with id |_id=)(?P<node>\d+)|connect to [\"']?(?P<addr>[^\s\"':]+:\d+)",
-                            re.IGNORECASE)
+_AIOKAFKA_NODE = re.compile(r"node(?: with id |_id=)(?P<node>\d+)|fetch (?:messages|offsets) from (?P<fetch>\d+):|"
+                            r"connect to [\"']?(?P<addr>[^\s\"':]+:\d+)", re.IGNORECASE)
 BROKER_REPEAT_S = 300.0
 
 
@@ -88,7 +88,8 @@ def broker_of(text: str) -> str | None:
     if match := _LIBRDKAFKA_BROKER.match(text):
         return match.group("broker")
     if match := _AIOKAFKA_NODE.search(text):
-        return f"node {match.group('node')}" if match.group("node") else match.group("addr")
+        node = match.group("node") or match.group("fetch")
+        return f"node {node}" if node else match.group("addr")
     return None
 
 

@@ -128,6 +128,7 @@ def test_the_broker_a_text_names() -> None:
         == "127.0.0.1:39092/bootstrap"
     assert logs.broker_of('Unable connect to "127.0.0.1:39094": [Errno 111] Connect call failed') \
         == "127.0.0.1:39094"
+    assert logs.broker_of("Failed fetch messages from 2: [Error 7] RequestTimedOutError") == "node 2"
     assert logs.broker_of("3/3 brokers are down") is None
     assert logs.broker_of("Unable to update metadata from [1, 2]") is None
     assert logs.members_of("Kafka a:1,b:2") == 2 and logs.members_of("Kafka a:1") == 1
