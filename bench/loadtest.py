@@ -8,7 +8,10 @@ fresh `surplus store serve`:
    nominal rate) and per CPU second of its own (what the simulator costs, apart from the rest);
 2. **steady**: the fleet of `--dcs` simulated DCs (agents.fleet.national_fleet) publishing in real
    time through the agents' spool and producer (a child process), into N `surplus streams worker`
-   processes writing to the served store, for `--steady-s`;
+   processes writing to the served store, for `--steady-s`. `--clock-speed K` runs the fleet's
+   clock K times as fast (it starts (K-1) x the run in the past and reaches the present at its
+   end): K times the events per second from the same DCs, e.g. 8 for about the national
+   25,000 events/s from 10,000 DCs of national_fleet's 2-4 pools;
 3. **burst**: for `--burst-s` more, a reconnecting region on top: `--burst-dcs` other DCs drain
    `--burst-span-s` of spooled telemetry as fast as their producer goes (a second child);
 4. **drain**: until the workers have committed everything (at most `--drain-s`).
@@ -341,13 +344,17 @@ def run_phase(workers: int, args: argparse.Namespace, out: Any) -> Phase:
         handles = [psutil.Process(p.pid) for p in procs]
         total_s = args.steady_s + args.burst_s
         started = time.monotonic()
-        sims.append(("live", _simulator(bootstrap, prefix, tmp, "live", dcs=args.dcs, seed=args.seed, seconds=total_s)))
+        k = args.clock_speed  # the fleet's clock K x as fast, reaching the present at the end
+        sims.append(("live", _simulator(bootstrap, prefix, tmp, "live", dcs=args.dcs, seed=args.seed,
+                                        seconds=total_s * k, speed=k, start_ago=(k - 1) * total_s)))
         prober = threading.Thread(target=_probes, name="probes", daemon=True,
                                   args=(bootstrap, prefix, url, args.probe_s, stop, phase, args.probe_timeout_s))
         prober.start()
         burst_started = False
-        print(f"\n== {workers} worker(s), {args.dcs:,} DCs: steady {args.steady_s:g} s, burst {args.burst_s:g} s "
-              f"(+{args.burst_dcs:,} DCs draining {args.burst_span_s:g} s of spool) ==", file=out, flush=True)
+        clock = f" (clock x{args.clock_speed:g})" if args.clock_speed != 1 else ""
+        print(f"\n== {workers} worker(s), {args.dcs:,} DCs{clock}: steady {args.steady_s:g} s, "
+              f"burst {args.burst_s:g} s (+{args.burst_dcs:,} DCs draining {args.burst_span_s:g} s of spool) ==",
+              file=out, flush=True)
         print(f"{'t s':>7} {'phase':<7}{'published':>11}{'committed':>11}{'lag':>9}{'in/s':>9}  rss MB   load",
               file=out, flush=True)
         last: Sample | None = None
@@ -431,12 +438,13 @@ def summarise(phase: Phase, cost: dict[str, float], args: argparse.Namespace) ->
     published_rate = (steady[-1].published - steady[0].published) / span if span else 0.0
     burst = [s for s in phase.samples if s.phase in ("burst", "drain")]
     burst_span = (burst[-1].t - burst[0].t) if len(burst) > 1 else 0.0
-    nominal = cost["events"] / cost["simulated_s"] * (args.dcs / args.cost_dcs)
+    nominal = cost["events"] / cost["simulated_s"] * (args.dcs / args.cost_dcs) * args.clock_speed
     per_worker_core = phase.consumed / phase.worker_cpu_s if phase.worker_cpu_s else 0.0
     per_sim_core = cost["events"] / cost["cpu_s"] if cost["cpu_s"] else 0.0
     return {
         "workers": phase.workers,
         "dcs": args.dcs,
+        "clock_speed": args.clock_speed,
         "nominal_events_per_s": nominal,
         "published_events_per_s_steady": published_rate,
         "sustained_events_per_s_steady": sustained,
@@ -462,8 +470,9 @@ def report(summary: dict[str, Any], out: Any) -> None:
     lat = ("n/a" if s["latency_p50_s"] is None else
            f"p50 {s['latency_p50_s']:.1f} s, p99 {s['latency_p99_s']:.1f} s over {s['probes']} probes"
            f" ({s['probes_not_seen']} not seen in time)")
+    clock = "" if s["clock_speed"] == 1 else f" (clock x{s['clock_speed']:g})"
     lines = [
-        f"-- {s['workers']} worker(s), {s['dcs']:,} DCs; mean load average {s['load_mean']:.1f} "
+        f"-- {s['workers']} worker(s), {s['dcs']:,} DCs{clock}; mean load average {s['load_mean']:.1f} "
         f"on {os.cpu_count()} cores",
         f"nominal rate of the fleet:            {s['nominal_events_per_s']:>10,.0f} events/s",
         f"published (steady):                   {s['published_events_per_s_steady']:>10,.0f} events/s",
@@ -503,6 +512,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     sim.add_argument("--result", required=True)
     parser.add_argument("--dcs", type=int, default=10_000, help="simulated DCs of the live fleet")
     parser.add_argument("--workers", default="1,2", help="worker counts to run, in order")
+    parser.add_argument("--clock-speed", type=float, default=1.0,
+                        help="the live fleet's clock this many times as fast: that many times its events/s")
     parser.add_argument("--steady-s", type=float, default=600.0)
     parser.add_argument("--burst-s", type=float, default=300.0)
     parser.add_argument("--burst-dcs", type=int, default=1250, help="DCs of the reconnecting region")

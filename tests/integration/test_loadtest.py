@@ -50,8 +50,11 @@ def test_the_short_load_test_runs_two_workers_and_reports_every_figure() -> None
     summaries = loadtest().main(["--dcs", "16", "--workers", "2", "--steady-s", "20", "--burst-s", "10",
                                  "--burst-dcs", "4", "--burst-span-s", "60", "--sample-s", "3", "--probe-s", "4",
                                  "--probe-timeout-s", "90", "--drain-s", "120", "--cost-dcs", "16",
-                                 "--cost-s", "60", "--partitions", "3", "--broker-heap-mb", "512"], out=out)
+                                 "--cost-s", "60", "--partitions", "3", "--broker-heap-mb", "512",
+                                 "--clock-speed", "2"], out=out)
     check(summaries, out.getvalue(), [2])
+    [summary] = summaries  # the fleet's clock at twice the speed: twice its events per second
+    assert summary["clock_speed"] == 2 and "(clock x2)" in out.getvalue()
 
 
 @pytest.mark.loadtest
