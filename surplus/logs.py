@@ -68,15 +68,19 @@ _THREAD = re.compile(r"^\[thrd:[^\]]*\]:\s*")
 # the reason in "...: Connect to ipv4#127.0.0.1:1 failed: Connection refused (after 0ms in state CONNECT)"
 _FAILED = re.compile(r"failed: (?P<why>[^()]+?)\s*(\(after .*)?$", re.IGNORECASE)
 _ERRNO = re.compile(r"\[Errno -?\d+\]\s*(?P<why>[^'\"(]+)")
+# aiokafka's exception in a text: "KafkaConnectionError: Connection at host:port closed"
+_AIOKAFKA_ERROR = re.compile(r"(?P<name>KafkaConnectionError|NodeNotReadyError|RequestTimedOutError)\b[:(]?\s*"
+                             r"(?P<why>[^\[\]()]*)")
 _LIBRDKAFKA_LEVELS = {0: logging.CRITICAL, 1: logging.CRITICAL, 2: logging.CRITICAL, 3: logging.ERROR,
                       4: logging.WARNING, 5: logging.INFO, 6: logging.INFO, 7: logging.DEBUG}
 
 OK, UNREACHABLE_STATE, NOT_READY_STATE = "ok", "unreachable", "not ready"
 
 # the one broker a connection error is about: librdkafka's "host:port/2: " or "host:port/bootstrap: "
-# prefix, aiokafka's "node with id 2" / "node_id=2" / "fetch messages from 2:" / "connect to "host:port""
+# prefix; aiokafka's "node with id 2" / "node 2" / "node_id=2" / "fetch messages from 2:" / "connect to "h:p""
 _LIBRDKAFKA_BROKER = re.compile(r"^(?P<broker>[^\s/]+:\d+/(?:\d+|bootstrap)): ")
-_AIOKAFKA_NODE = re.compile(r"node(?: with id |_id=)(?P<node>\d+)|fetch (?:messages|offsets) from (?P<fetch>\d+):|"
+_AIOKAFKA_NODE = re.compile(r"node(?: with id | id |_id=| )(?P<node>\d+)\b|"
+                            r"fetch (?:messages|offsets) from (?P<fetch>\d+):|"
                             r"connect to [\"']?(?P<addr>[^\s\"':]+:\d+)", re.IGNORECASE)
 BROKER_REPEAT_S = 300.0
 
@@ -119,6 +123,8 @@ def reason(text: str) -> str:
         return "the group coordinator is not ready yet (a new broker creates __consumer_offsets first)"
     if match := _ERRNO.search(text):
         return match.group("why").strip().rstrip(":;,")
+    if match := _AIOKAFKA_ERROR.search(text):
+        return match.group("why").strip().rstrip(".:;,") or match.group("name")
     if match := _FAILED.search(text):
         return match.group("why").strip()
     if match := re.search(r"(\d+)/(\d+) brokers are down", text):

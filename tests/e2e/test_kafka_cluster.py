@@ -245,7 +245,7 @@ def test_a_broker_killed_mid_stream_loses_nothing_and_stops_no_agent(cluster: ob
             spooled += n_spooled
             # one broker of three down is that broker's line, never "the cluster is unreachable"
             assert f"Kafka {bootstrap} unreachable" not in text, text[-3000:]
-            assert f"broker {victim.bootstrap()}/" in text, text[-3000:]  # its id, or "bootstrap"
+            assert f"broker {victim.bootstrap}/" in text, text[-3000:]  # its id, or "bootstrap"
         wait_caught_up(bootstrap, topic_prefix, group, worker, timeout_s=300)
     finally:
         for proc, _spool, _log in agents.values():

@@ -129,6 +129,10 @@ def test_the_broker_a_text_names() -> None:
     assert logs.broker_of('Unable connect to "127.0.0.1:39094": [Errno 111] Connect call failed') \
         == "127.0.0.1:39094"
     assert logs.broker_of("Failed fetch messages from 2: [Error 7] RequestTimedOutError") == "node 2"
+    assert logs.broker_of("Error sending OffsetCommitRequest to node 3 [NodeNotReadyError: Attempt to send a "
+                          "request to node which is not ready (node id 3).] -- marking coordinator dead") == "node 3"
+    assert logs.reason("Failed fetch messages from 3: KafkaConnectionError: Connection at 127.0.0.1:44861 closed") \
+        == "Connection at 127.0.0.1:44861 closed"
     assert logs.broker_of("3/3 brokers are down") is None
     assert logs.broker_of("Unable to update metadata from [1, 2]") is None
     assert logs.members_of("Kafka a:1,b:2") == 2 and logs.members_of("Kafka a:1") == 1
