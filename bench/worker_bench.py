@@ -131,16 +131,17 @@ def worker(bootstrap: str, prefix: str, n: int, client: object, url: str, data_d
     handler = Handler(sink=Sink(client, target.database), catalogue=load_catalogue(),  # type: ignore[arg-type]
                       prices=PriceBook.load(), deadletter_topic=Topics(prefix).deadletter)
     marks: dict[str, float] = {}
-    inner = handler.__call__
+    inner = handler.prepare
 
-    async def timed(records):  # type: ignore[no-untyped-def]
-        marks.setdefault("first", time.perf_counter())
-        out = await inner(records)
-        marks["last"] = time.perf_counter()
-        return out
+    async def prepare(records, barrier=None):  # type: ignore[no-untyped-def]
+        marks.setdefault("first", time.perf_counter())  # the first batch's preparation starts
+        return await inner(records, barrier)
+
+    handler.prepare = prepare  # type: ignore[method-assign]
+    handler.observers.append(lambda _batch, _now: marks.__setitem__("last", time.perf_counter()))  # written
 
     async def run() -> None:
-        app = build_app(settings, timed, Topics(prefix).telemetry)
+        app = build_app(settings, handler, Topics(prefix).telemetry)
         app.finalize()
         await app.start()
         try:

@@ -106,7 +106,8 @@ def build_app(settings: WorkerSettings, handler: BatchHandler, topics: Sequence[
         consumer_auto_offset_reset="earliest",
         broker_commit_every=10**12,  # commits are ours, after the write
         broker_commit_interval=3600.0,
-        broker_max_poll_records=max(500, min(settings.batch_max_events, 10_000)),
+        broker_max_poll_records=max(500, settings.batch_max_events),
+        consumer_max_fetch_size=settings.fetch_max_partition_bytes,
         broker_max_poll_interval=300.0,
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 10),

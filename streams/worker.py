@@ -19,6 +19,7 @@ import logging
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +32,7 @@ from streams.batch import Batch, DeadLetter, Record, ledger_stage, process
 from streams.guard import DeadLetterGuard
 from streams.ledger import JobKey, JobState
 from streams.sink import Sink
+from streams.source import Barrier
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +103,21 @@ class Metrics:
         )
 
 
+@dataclass(frozen=True)
+class Staged:
+    """A batch prepared for its write: its rows, the offsets to commit after it, its size, the
+    time it was processed at, and whether the dead-letter guard lets its offsets be committed."""
+
+    batch: Batch
+    offsets: dict[TP, int]
+    events: int
+    now: datetime
+    commit: bool
+
+
 class Handler:
-    """Turns each batch of records into durable rows, then says which offsets to commit."""
+    """Turns each batch of records into durable rows, then says which offsets to commit
+    (in two stages, `prepare` and `complete`: a streams.source.StagedHandler)."""
 
     def __init__(
         self,
@@ -147,32 +162,47 @@ class Handler:
         self.metrics.lag.clear()  # of partitions this worker may no longer own
 
     async def __call__(self, records: Sequence[Record]) -> dict[TP, int]:
+        """Both stages at once: the offsets to commit once `records` are durable."""
+        return await self.complete(await self.prepare(records))
+
+    async def prepare(self, records: Sequence[Record], barrier: Barrier | None = None) -> Staged:
+        """Decode, validate, normalise, the ledger and the dead letters of one batch: everything
+        before its write (streams.source.run_batches overlaps it with the previous batch's
+        write). `barrier` is awaited before reading job states from the store, so the read sees
+        every earlier batch's rows. Raises what the dead-letter guard raises, before any effect."""
         now = self.clock()
         batch = process(records, now=now, catalogue=self.catalogue, verifier=self.verifier)
         if batch.jobs:
-            await self._ledger(batch, now)
+            await self._ledger(batch, now, barrier)
         commit = self.guard.observe(len(records), batch.rejected)  # raises before any effect
         if batch.dead and self.produce is not None:
             await self._send_dead_letters(batch.dead)
+        return Staged(batch, next_offsets(records), len(records), now, commit)
+
+    async def complete(self, staged: Staged) -> dict[TP, int]:
+        """Write a prepared batch to ClickHouse; return the offsets to commit ({} while the
+        dead-letter guard holds commits back). Raises the sink's SinkUnavailable."""
+        batch, offsets, now = staged.batch, staged.offsets, staged.now
         started = time.perf_counter()
         written = await asyncio.to_thread(self.sink.write, batch.tuples)
         elapsed_ms = (time.perf_counter() - started) * 1000
         for observer in self.observers:
             observer(batch, now)
-        offsets = next_offsets(records)
-        self._count(batch, len(records), written, elapsed_ms, offsets)
+        self._count(batch, staged.events, written, elapsed_ms, offsets)
         await self._maybe_flush_metrics(now)
-        if self._held or not commit:
+        if self._held or not staged.commit:
             for tp, offset in offsets.items():
                 self._held[tp] = max(offset, self._held.get(tp, -1))
-            if not commit:
+            if not staged.commit:
                 return {}
             offsets, self._held = self._held, {}
         return offsets
 
-    async def _ledger(self, batch: Batch, now: datetime) -> None:
+    async def _ledger(self, batch: Batch, now: datetime, barrier: Barrier | None = None) -> None:
         missing = batch.job_keys - self.jobs.keys()
         if missing:
+            if barrier is not None:
+                await barrier()  # the write in flight may hold these jobs' latest entries
             loaded = await asyncio.to_thread(self.sink.job_states, missing)
             self.jobs.update(loaded)
         changed = ledger_stage(batch, self.jobs, self.prices, now=now)
