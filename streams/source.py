@@ -139,7 +139,7 @@ async def run_batches(source: BatchSource, handler: BatchHandler, *, max_events:
     try:
         await settle()  # stopping: the last batch written and committed
     except Exception as exc:
-        log.warning("stopping: the last batch was not written (%s); it is read again at the next start", exc)
+        log.warning("stopping: the last batch was not committed (%s); it is read again at the next start", exc)
 
 
 def _is_staged(handler: object) -> bool:

@@ -234,6 +234,7 @@ def test_a_broker_killed_mid_stream_loses_nothing_and_stops_no_agent(cluster: ob
         assert drained == set(agents), f"spools that did not drain: {set(agents) - drained}"
         check_agents_alive()
         spooled = 0
+        named: list[bool] = []  # an agent with no partition led by the victim never connects to it
         for proc, _spool, log in agents.values():
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(60) == 0, log.read_text()[-3000:]
@@ -245,7 +246,8 @@ def test_a_broker_killed_mid_stream_loses_nothing_and_stops_no_agent(cluster: ob
             spooled += n_spooled
             # one broker of three down is that broker's line, never "the cluster is unreachable"
             assert f"Kafka {bootstrap} unreachable" not in text, text[-3000:]
-            assert f"broker {victim.bootstrap}/" in text, text[-3000:]  # its id, or "bootstrap"
+            named.append(f"broker {victim.bootstrap}/" in text)  # its id, or "bootstrap"
+        assert any(named), "no agent named the broker that was down"
         wait_caught_up(bootstrap, topic_prefix, group, worker, timeout_s=300)
     finally:
         for proc, _spool, _log in agents.values():
