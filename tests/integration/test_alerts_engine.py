@@ -191,7 +191,8 @@ def test_a_backfill_of_old_events_does_not_page(store: Any) -> None:
         assert hook.bodies() == []
     with Recorder() as hook:
         async def paged() -> None:  # the same replay, configured to page on backfill, does
-            store.client.command(f"TRUNCATE TABLE {store.database}.heartbeats")
+            for table in ("heartbeats", "dc_last_seen", "dc_spool_backlog"):  # the raw rows and their state
+                store.client.command(f"TRUNCATE TABLE {store.database}.{table}")
             w = Worker(store, rules_for(hook.url, page_on_backfill=True, instance="b"), Clock())
             w.engine.start()
             await replay(w)
