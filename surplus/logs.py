@@ -11,8 +11,8 @@ broker creates `__consumer_offsets`. Here all of it becomes one line per change 
     Kafka 127.0.0.1:9092 ready                                  (INFO, once)
 
 A cluster (several bootstrap servers) is unreachable only when every broker is: one broker down
-is a line of its own, once per broker every BROKER_REPEAT_S (5 minutes), and the service's state stays up while
-the other brokers serve (its partitions move to new leaders):
+is a line of its own, once per broker every BROKER_REPEAT_S (5 minutes), and the service's
+state stays up while the other brokers serve (its partitions move to new leaders):
 
     Kafka a:9092,b:9092,c:9092: broker b:9092/2 unreachable: Connection refused; the other 2 brokers
         of the cluster carry on
@@ -140,10 +140,10 @@ class ServiceWatch:
     INFO for not ready and ready). Thread-safe (librdkafka's callbacks, the asyncio loop)."""
 
     def __init__(self, name: str, *, logger: logging.Logger = SERVICE_LOG, quiet: bool = False,
-                 monotonic: Callable[[], float] = time.monotonic, brokers: int | None = None) -> None:
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.name = name
         # servers in the bootstrap list: above 1, one broker's error is not the service's state
-        self.brokers = brokers if brokers is not None else members_of(name)
+        self.brokers = members_of(name)
         self.broker_lines: dict[str, float] = {}  # broker -> when its last line was said
         self.logger = logger
         self.quiet = quiet  # the lines at DEBUG: the caller says it in its own error line

@@ -19,26 +19,15 @@ pytestmark = pytest.mark.clickhouse
 
 T0 = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
 
-# the view as it was before migration 070 (schemas/clickhouse/003_datacenters.sql): the oracle
-OLD = """
-SELECT dc_id, max(last_time) AS last_seen,
-       argMaxIf(backlog, backlog_time, backlog_time > toDateTime64(0, 3, 'UTC')) AS spool_backlog_events
-FROM
-(
-    SELECT dc_id, max(time) AS last_time, toUInt64(0) AS backlog, toDateTime64(0, 3, 'UTC') AS backlog_time
-    FROM {db}.capacity_samples GROUP BY dc_id
-    UNION ALL
-    SELECT dc_id, max(time), toUInt64(0), toDateTime64(0, 3, 'UTC') FROM {db}.power_samples GROUP BY dc_id
-    UNION ALL
-    SELECT dc_id, max(time), toUInt64(0), toDateTime64(0, 3, 'UTC') FROM {db}.job_events GROUP BY dc_id
-    UNION ALL
-    SELECT dc_id, max(time), toUInt64(0), toDateTime64(0, 3, 'UTC') FROM {db}.registrations GROUP BY dc_id
-    UNION ALL
-    SELECT dc_id, max(time), argMax(spool_backlog_events, (time, event_id)), max(time)
-    FROM {db}.heartbeats GROUP BY dc_id
-)
-GROUP BY dc_id ORDER BY dc_id
-"""
+
+def old_view() -> str:
+    """The oracle: the view as migration 003 defined it (a GROUP BY over every raw table), as a query."""
+    text = (MIGRATIONS_DIR / "003_datacenters.sql").read_text()
+    body = text.split("CREATE VIEW IF NOT EXISTS {db}.agent_freshness AS", 1)[1].split(";", 1)[0]
+    return f"SELECT dc_id, last_seen, spool_backlog_events FROM ({body}) ORDER BY dc_id"
+
+
+OLD = old_view()
 NEW = "SELECT dc_id, last_seen, spool_backlog_events FROM {db}.agent_freshness ORDER BY dc_id"
 
 

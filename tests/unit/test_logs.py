@@ -36,6 +36,15 @@ def stream() -> Iterator[io.StringIO]:
     root.setLevel(level)
 
 
+def captured(name: str, level: int) -> tuple[io.StringIO, logging.Logger]:
+    """A logger of its own at `level`, writing bare messages into a string."""
+    out = io.StringIO()
+    logger = logging.getLogger(name)
+    logger.handlers[:] = [logging.StreamHandler(out)]
+    logger.propagate, logger.level = False, level
+    return out, logger
+
+
 def lines(out: io.StringIO) -> list[str]:
     return [ln.split(": ", 1)[1] for ln in out.getvalue().splitlines()]
 
@@ -54,10 +63,7 @@ def test_reasons_are_short() -> None:
 
 
 def test_302_librdkafka_lines_are_one_and_back_is_one_more() -> None:
-    out = io.StringIO()
-    logger = logging.getLogger("test.service.librdkafka")
-    logger.handlers[:] = [logging.StreamHandler(out)]
-    logger.propagate, logger.level = False, logging.INFO
+    out, logger = captured("test.service.librdkafka", logging.INFO)
     mono = Tick()
     hooks = logs.LibrdkafkaLog(logs.ServiceWatch("Kafka 127.0.0.1:1", logger=logger, monotonic=mono),
                                logger=logger)
@@ -80,10 +86,7 @@ DOWN_2 = ("%s [%s] %s", "FAIL", "rdkafka#producer-1", "[thrd:127.0.0.1:39093/2]:
 
 
 def test_one_broker_of_a_cluster_down_is_that_brokers_line_not_the_clusters() -> None:
-    out = io.StringIO()
-    logger = logging.getLogger("test.service.cluster")
-    logger.handlers[:] = [logging.StreamHandler(out)]
-    logger.propagate, logger.level = False, logging.INFO
+    out, logger = captured("test.service.cluster", logging.INFO)
     mono = Tick()
     watch = logs.ServiceWatch(logs.kafka_service(CLUSTER), logger=logger, monotonic=mono)
     hooks = logs.LibrdkafkaLog(watch, logger=logger)
@@ -140,10 +143,7 @@ def test_the_broker_a_text_names() -> None:
 
 
 def test_the_detail_is_at_debug() -> None:
-    out = io.StringIO()
-    logger = logging.getLogger("test.service.debug")
-    logger.handlers[:] = [logging.StreamHandler(out)]
-    logger.propagate, logger.level = False, logging.DEBUG
+    out, logger = captured("test.service.debug", logging.DEBUG)
     hooks = logs.LibrdkafkaLog(logs.ServiceWatch("Kafka x:1", logger=logger), logger=logger)
     for _ in range(5):
         hooks.log(logging.ERROR, *CONNECT)
